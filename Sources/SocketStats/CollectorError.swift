@@ -1,0 +1,25 @@
+/// Why a collection failed, worded for the admin who reads it in Zabbix or a terminal.
+public enum CollectorError: Error, Sendable, CustomStringConvertible {
+    /// Netlink sock_diag is forbidden or unavailable here (sandbox, seccomp, old kernel).
+    case netlinkRefused(reason: String, errno: Int32)
+    /// The kernel's netlink reply did not parse.
+    case malformedNetlink(NetlinkError)
+    case procUnreadable(path: String, reason: String)
+    case procMalformed(path: String, error: ProcNetParseError)
+    case namespaceNotFound(String, path: String)
+    case namespaceDenied(String, reason: String)
+    case namespaceFailed(String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .netlinkRefused(let reason, _): "netlink sock_diag unavailable: \(reason)"
+        case .malformedNetlink(let error): "netlink sock_diag: \(error)"
+        case .procUnreadable(let path, let reason): "cannot read \(path): \(reason)"
+        case .procMalformed(let path, let error): "\(path): \(error)"
+        case .namespaceNotFound(let name, let path):
+            name == path ? "network namespace \"\(name)\" does not exist" : "network namespace \"\(name)\" does not exist (no \(path))"
+        case .namespaceDenied(let name, let reason): "cannot enter network namespace \"\(name)\": \(reason)"
+        case .namespaceFailed(let name, let reason): "network namespace \"\(name)\": \(reason)"
+        }
+    }
+}

@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CSockDiag
+
+/// Counts sockets through NETLINK_SOCK_DIAG, as `ss` does: one SOCK_DIAG_BY_FAMILY dump per
+/// (AF_INET, AF_INET6) x (TCP, UDP), every state, no extensions, read into one reused buffer.
+public enum NetlinkCollector {
+    /// Every state up to TCP_CLOSING, as `ss -a` asks; the kernel adds TCP_NEW_SYN_RECV
+    /// (pending connection requests, reported as SYN_RECV) whenever SYN_RECV is asked for.
+    static let allStates: UInt32 = 0xFFF
+    /// The kernel fills at most 32 KiB per dump datagram; twice that never truncates.
+    static let receiveBufferSize = 64 * 1024
+    /// NLM_F_DUMP_INTR means the hash tables changed mid-dump; re-run it this many times at most.
+    static let dumpAttempts = 3
+    /// A dump of 10 million sockets needs about 30,000 datagrams; this only stops a runaway loop.
+    static let maxDatagramsPerDump = 10_000_000
+    static let receiveTimeoutSeconds = 10
+
+    public static func collect<Visitor: SocketVisitor>(_: Visitor.Type = Visitor.self) throws(CollectorError) -> Visitor {
+        let socket = try NetlinkSocket()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: receiveBufferSize, alignment: 8)
+        defer { buffer.deallocate() }
+
+        var sequence: UInt32 = 0
+        var visitor = Visitor()
+        for attempt in 1...dumpAttempts {
+            visitor = Visitor()
+            var interrupted = false
+            for transport in [TransportProtocol.tcp, .udp] {
+                for family in [AF_INET, AF_INET6] {
+                    sequence &+= 1
+                    interrupted = try dump(
+                        family: family, transport: transport, sequence: sequence,
+                        socket: socket, buffer: buffer, into: &visitor
+                    ) || interrupted
+                }
+            }
+            // After the last attempt, an interrupted dump is still the best count there is,
+            // which is what `ss` reports too.
+            if !interrupted || attempt == dumpAttempts { break }
+        }
+        return visitor
+    }
+
+    /// Returns whether the kernel flagged the dump as interrupted.
+    static func dump<Visitor: SocketVisitor>(
+        family: Int32, transport: TransportProtocol, sequence: UInt32,
+        socket: borrowing NetlinkSocket, buffer: UnsafeMutableRawBufferPointer, into visitor: inout Visitor
+    ) throws(CollectorError) -> Bool {
+        do {
+            try socket.sendDumpRequest(family: family, transport: transport, states: allStates, sequence: sequence)
+        } catch let error {
+            throw .netlinkRefused(reason: "sending the sock_diag request: \(describeErrno(error.code))", errno: error.code)
+        }
+        var interrupted = false
+        for _ in 0..<maxDatagramsPerDump {
+            let received: Int
+            do {
+                received = try socket.receive(into: buffer)
+            } catch let error {
+                throw .netlinkRefused(reason: "reading the sock_diag reply: \(describeErrno(error.code))", errno: error.code)
+            }
+            let datagram = UnsafeRawBufferPointer(rebasing: buffer[0..<received])
+            do {
+                let outcome = try NetlinkDumpParser.parse(datagram, sequence: sequence, transport: transport, into: &visitor)
+                interrupted = interrupted || outcome.interrupted
+                if outcome.done { return interrupted }
+            } catch .kernel(let errno) where family == AF_INET6 && (errno == ENOENT || errno == EAFNOSUPPORT) {
+                // IPv6 disabled or its diag handler absent: no IPv6 sockets, not an error.
+                return interrupted
+            } catch .kernel(let errno) {
+                throw .netlinkRefused(reason: NetlinkError.kernel(errno: errno).description, errno: errno)
+            } catch let error {
+                throw .malformedNetlink(error)
+            }
+        }
+        throw .malformedNetlink(.truncated(offset: 0, reason: "no NLMSG_DONE after \(maxDatagramsPerDump) datagrams"))
+    }
+}
+
+/// A NETLINK_SOCK_DIAG socket, closed when it goes out of scope.
+struct NetlinkSocket: ~Copyable {
+    let fd: Int32
+
+    init() throws(CollectorError) {
+        let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_SOCK_DIAG)
+        guard fd >= 0 else {
+            let error = errno
+            throw .netlinkRefused(reason: "opening a NETLINK_SOCK_DIAG socket: \(describeErrno(error))", errno: error)
+        }
+        self.fd = fd
+        // A kernel that never answers must not hang a poll forever.
+        var timeout = timeval(tv_sec: NetlinkCollector.receiveTimeoutSeconds, tv_usec: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    /// Throws the errno of a failed send.
+    func sendDumpRequest(family: Int32, transport: TransportProtocol, states: UInt32, sequence: UInt32) throws(Errno) {
+        var request = csd_dump_request()
+        request.header.nlmsg_len = UInt32(MemoryLayout<csd_dump_request>.size)
+        request.header.nlmsg_type = UInt16(SOCK_DIAG_BY_FAMILY)
+        request.header.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
+        request.header.nlmsg_seq = sequence
+        request.request.sdiag_family = UInt8(family)
+        request.request.sdiag_protocol = UInt8(transport == .tcp ? IPPROTO_TCP : IPPROTO_UDP)
+        request.request.idiag_states = states
+
+        var kernel = sockaddr_nl()
+        kernel.nl_family = sa_family_t(AF_NETLINK)
+        let sent = withUnsafePointer(to: &request) { requestPointer in
+            withUnsafePointer(to: &kernel) { address in
+                address.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, requestPointer, MemoryLayout<csd_dump_request>.size, 0, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
+                }
+            }
+        }
+        if sent < 0 { throw Errno(code: errno) }
+    }
+
+    /// One datagram; throws the errno of a failed receive, EMSGSIZE for one larger than `buffer`.
+    func receive(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        for _ in 0..<100 {
+            let received = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC))
+            if received >= 0 {
+                if received > buffer.count { throw Errno(code: EMSGSIZE) }
+                return received
+            }
+            if errno != EINTR { throw Errno(code: errno) }
+        }
+        throw Errno(code: EINTR)
+    }
+}

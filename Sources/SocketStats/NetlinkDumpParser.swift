@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CSockDiag
+
+/// Why a netlink reply could not be used.
+public enum NetlinkError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The kernel answered NLMSG_ERROR with this errno.
+    case kernel(errno: Int32)
+    /// A message header or body ends beyond the bytes received.
+    case truncated(offset: Int, reason: String)
+    /// A message type a sock_diag dump never sends.
+    case unexpectedType(UInt16)
+
+    public var description: String {
+        switch self {
+        case .kernel(let errno): "the kernel refused the sock_diag dump: \(describeErrno(errno))"
+        case .truncated(let offset, let reason): "truncated netlink message at byte \(offset): \(reason)"
+        case .unexpectedType(let type): "unexpected netlink message type \(type) in a sock_diag dump"
+        }
+    }
+}
+
+/// Parses the datagrams of one SOCK_DIAG_BY_FAMILY dump. Pure: bytes in, visits and an outcome
+/// out, so it is tested on hand-made buffers.
+public enum NetlinkDumpParser {
+    /// What one datagram said about the dump as a whole.
+    public struct Outcome: Equatable, Sendable {
+        /// NLMSG_DONE was seen: the dump is complete.
+        public var done: Bool
+        /// A message carried NLM_F_DUMP_INTR: the tables changed under the dump, so it may
+        /// have listed a socket twice or missed one.
+        public var interrupted: Bool
+    }
+
+    static let headerSize = Int(csd_nlmsg_hdrlen())
+    /// struct inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue, wqueue, uid, inode.
+    static let inetDiagMsgSize = MemoryLayout<inet_diag_msg>.size
+
+    /// Visits every socket in `datagram`. Messages whose sequence number is not `sequence`
+    /// (left over from an earlier request on the same socket) are skipped.
+    @inline(__always)
+    public static func parse<Visitor: SocketVisitor>(
+        _ datagram: UnsafeRawBufferPointer,
+        sequence: UInt32,
+        transport: TransportProtocol,
+        into visitor: inout Visitor
+    ) throws(NetlinkError) -> Outcome {
+        var outcome = Outcome(done: false, interrupted: false)
+        var offset = 0
+        let end = datagram.count
+        while end - offset >= headerSize {
+            let length = Int(datagram.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+            let type = datagram.loadUnaligned(fromByteOffset: offset + 4, as: UInt16.self)
+            let flags = datagram.loadUnaligned(fromByteOffset: offset + 6, as: UInt16.self)
+            let messageSequence = datagram.loadUnaligned(fromByteOffset: offset + 8, as: UInt32.self)
+            guard length >= headerSize, length <= end - offset else {
+                throw .truncated(offset: offset, reason: "length \(length) with \(end - offset) bytes left")
+            }
+            // The kernel pads every message to 4 bytes; the last one may end without padding.
+            let next = offset + min(Int(csd_nlmsg_align(UInt32(length))), end - offset)
+            defer { offset = next }
+            guard messageSequence == sequence else { continue }
+            if flags & UInt16(NLM_F_DUMP_INTR) != 0 { outcome.interrupted = true }
+
+            switch Int32(type) {
+            case Int32(SOCK_DIAG_BY_FAMILY):
+                guard length >= headerSize + inetDiagMsgSize else {
+                    throw .truncated(offset: offset, reason: "inet_diag_msg needs \(inetDiagMsgSize) bytes, message has \(length - headerSize)")
+                }
+                let family = datagram[offset + headerSize]
+                let state = datagram[offset + headerSize + 1]
+                visitor.visit(SocketRecord(transport: transport, isIPv6: Int32(family) == AF_INET6, state: state))
+            case NLMSG_DONE:
+                outcome.done = true
+                return outcome
+            case NLMSG_ERROR:
+                guard length >= headerSize + 4 else {
+                    throw .truncated(offset: offset, reason: "NLMSG_ERROR without an error code")
+                }
+                let error = datagram.loadUnaligned(fromByteOffset: offset + headerSize, as: Int32.self)
+                // error 0 is an acknowledgement, which a dump does not ask for; anything else ends it.
+                if error != 0 { throw .kernel(errno: -error) }
+            case NLMSG_NOOP:
+                continue
+            default:
+                throw .unexpectedType(type)
+            }
+        }
+        if offset != end {
+            throw .truncated(offset: offset, reason: "\(end - offset) trailing bytes, less than a message header")
+        }
+        return outcome
+    }
+}

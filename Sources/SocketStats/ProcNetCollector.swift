@@ -1,0 +1,64 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Counts sockets from the /proc/net socket tables, for kernels or sandboxes that refuse
+/// netlink. Slower than netlink (the kernel formats every socket as text) but the same counts.
+public enum ProcNetCollector {
+    /// The live tables of the calling thread's network namespace. `/proc/net` follows the
+    /// process's first thread; `thread-self` follows the thread that entered a namespace.
+    public static let liveDirectory = "/proc/thread-self/net"
+    static let readChunkSize = 64 * 1024
+
+    /// Reads `directory`/tcp, tcp6, udp, udp6. A missing tcp6 or udp6 means IPv6 is disabled: zeros.
+    public static func collect<Visitor: SocketVisitor>(_: Visitor.Type = Visitor.self, directory: String = liveDirectory) throws(CollectorError) -> Visitor {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readChunkSize, alignment: 8)
+        defer { buffer.deallocate() }
+        var visitor = Visitor()
+        let tables: [(name: String, transport: TransportProtocol, isIPv6: Bool)] = [
+            ("tcp", .tcp, false), ("tcp6", .tcp, true), ("udp", .udp, false), ("udp6", .udp, true),
+        ]
+        for table in tables {
+            let path = directory + "/" + table.name
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            if fd < 0 {
+                let error = errno
+                if error == ENOENT && table.isIPv6 { continue }
+                throw .procUnreadable(path: path, reason: describeErrno(error))
+            }
+            defer { close(fd) }
+            var parser = ProcNetParser(transport: table.transport, isIPv6: table.isIPv6)
+            try read(fd, path: path, with: &parser, buffer: buffer, into: &visitor)
+        }
+        return visitor
+    }
+
+    private static func read<Visitor: SocketVisitor>(
+        _ fd: Int32, path: String, with parser: inout ProcNetParser,
+        buffer: UnsafeMutableRawBufferPointer, into visitor: inout Visitor
+    ) throws(CollectorError) {
+        var interruptions = 0
+        while true {
+            let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if count == 0 { break }
+            if count < 0 {
+                let error = errno
+                interruptions += 1
+                if error == EINTR && interruptions < 100 { continue }
+                throw .procUnreadable(path: path, reason: describeErrno(error))
+            }
+            do {
+                try parser.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), into: &visitor)
+            } catch {
+                throw .procMalformed(path: path, error: error)
+            }
+        }
+        do {
+            try parser.finish(into: &visitor)
+        } catch {
+            throw .procMalformed(path: path, error: error)
+        }
+    }
+}
