@@ -38,7 +38,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "sockdiag-floor"),
-        .testTarget(name: "SocketStatsTests", dependencies: ["SocketStats"]),
+        .testTarget(name: "SocketStatsTests", dependencies: ["SocketStats"], exclude: ["Fixtures"]),
         .testTarget(name: "ZabbixProtocolTests", dependencies: ["ZabbixProtocol"]),
     ]
 )

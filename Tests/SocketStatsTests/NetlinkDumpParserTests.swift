@@ -1,0 +1,124 @@
+import XCTest
+import CSockDiag
+@testable import SocketStats
+
+final class NetlinkDumpParserTests: XCTestCase {
+    let sequence: UInt32 = 7
+
+    func testCountsSocketsByFamilyAndState() throws {
+        var datagram = message(type: SOCK_DIAG_BY_FAMILY, body: diagBody(family: AF_INET, state: 1))
+        datagram += message(type: SOCK_DIAG_BY_FAMILY, body: diagBody(family: AF_INET, state: 10))
+        datagram += message(type: SOCK_DIAG_BY_FAMILY, body: diagBody(family: AF_INET6, state: 6))
+        var counts = SocketCounts()
+        let outcome = try parse(datagram, into: &counts)
+        XCTAssertEqual(outcome, .init(done: false, interrupted: false))
+        XCTAssertEqual(counts.tcp4[.established], 1)
+        XCTAssertEqual(counts.tcp4[.listen], 1)
+        XCTAssertEqual(counts.tcp6[.timeWait], 1)
+        XCTAssertEqual(counts.tcp.total, 3)
+    }
+
+    func testDoneEndsTheDump() throws {
+        let datagram = message(type: SOCK_DIAG_BY_FAMILY, body: diagBody(family: AF_INET, state: 1))
+            + message(type: NLMSG_DONE, body: [0, 0, 0, 0])
+        var counts = SocketCounts()
+        XCTAssertEqual(try parse(datagram, into: &counts), .init(done: true, interrupted: false))
+    }
+
+    func testInterruptedFlagIsReported() throws {
+        let datagram = message(type: SOCK_DIAG_BY_FAMILY, flags: UInt16(NLM_F_MULTI | NLM_F_DUMP_INTR), body: diagBody(family: AF_INET, state: 1))
+        var counts = SocketCounts()
+        XCTAssertTrue(try parse(datagram, into: &counts).interrupted)
+    }
+
+    func testKernelErrorCarriesErrno() {
+        let datagram = message(type: NLMSG_ERROR, body: le(Int32(-EPERM)) + [UInt8](repeating: 0, count: 16))
+        var counts = SocketCounts()
+        XCTAssertThrowsError(try parse(datagram, into: &counts)) { error in
+            XCTAssertEqual(error as? NetlinkError, .kernel(errno: EPERM))
+            XCTAssertTrue("\(error)".contains("EPERM"), "\(error)")
+        }
+    }
+
+    func testOtherSequencesAreSkipped() throws {
+        let stale = message(type: SOCK_DIAG_BY_FAMILY, sequence: 3, body: diagBody(family: AF_INET, state: 1))
+        var counts = SocketCounts()
+        _ = try parse(stale, into: &counts)
+        XCTAssertEqual(counts, SocketCounts())
+    }
+
+    func testLengthBeyondDatagramIsTruncated() {
+        var datagram = message(type: SOCK_DIAG_BY_FAMILY, body: diagBody(family: AF_INET, state: 1))
+        datagram.removeLast(10)
+        var counts = SocketCounts()
+        XCTAssertThrowsError(try parse(datagram, into: &counts)) { error in
+            guard case .truncated = error as? NetlinkError else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testShortDiagMessageIsTruncated() {
+        let datagram = message(type: SOCK_DIAG_BY_FAMILY, body: [UInt8](repeating: 0, count: 20))
+        var counts = SocketCounts()
+        XCTAssertThrowsError(try parse(datagram, into: &counts))
+    }
+
+    func testLengthSmallerThanHeaderIsTruncated() {
+        var datagram = message(type: SOCK_DIAG_BY_FAMILY, body: diagBody(family: AF_INET, state: 1))
+        datagram.replaceSubrange(0..<4, with: le(UInt32(8)))
+        var counts = SocketCounts()
+        XCTAssertThrowsError(try parse(datagram, into: &counts))
+    }
+
+    func testTrailingBytesAreTruncated() {
+        let datagram = message(type: SOCK_DIAG_BY_FAMILY, body: diagBody(family: AF_INET, state: 1)) + [1, 2, 3]
+        var counts = SocketCounts()
+        XCTAssertThrowsError(try parse(datagram, into: &counts))
+    }
+
+    func testUnknownTypeIsRejected() {
+        var counts = SocketCounts()
+        XCTAssertThrowsError(try parse(message(type: 99, body: [0, 0, 0, 0]), into: &counts)) { error in
+            XCTAssertEqual(error as? NetlinkError, .unexpectedType(99))
+        }
+    }
+
+    func testRandomBytesNeverCrash() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let size = Int.random(in: 0...256, using: &generator)
+            var bytes = (0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            if size >= 16, Bool.random(using: &generator) {
+                // Plausible lengths reach the deeper branches more often.
+                bytes.replaceSubrange(0..<4, with: le(UInt32.random(in: 0...UInt32(size), using: &generator)))
+                bytes.replaceSubrange(8..<12, with: le(sequence))
+            }
+            var counts = SocketCounts()
+            _ = try? parse(bytes, into: &counts)
+        }
+    }
+
+    // MARK: helpers
+
+    private func parse(_ bytes: [UInt8], into counts: inout SocketCounts) throws -> NetlinkDumpParser.Outcome {
+        try bytes.withUnsafeBytes { try NetlinkDumpParser.parse($0, sequence: sequence, transport: .tcp, into: &counts) }
+    }
+
+    private func message(type: Int32, flags: UInt16 = UInt16(NLM_F_MULTI), sequence: UInt32? = nil, body: [UInt8]) -> [UInt8] {
+        let length = 16 + body.count
+        var bytes = le(UInt32(length)) + le(UInt16(type)) + le(flags) + le(sequence ?? self.sequence) + le(UInt32(0))
+        bytes += body
+        bytes += [UInt8](repeating: 0, count: (4 - length % 4) % 4)
+        return bytes
+    }
+
+    private func diagBody(family: Int32, state: UInt8) -> [UInt8] {
+        var body = [UInt8](repeating: 0, count: MemoryLayout<inet_diag_msg>.size)
+        body[0] = UInt8(family)
+        body[1] = state
+        return body
+    }
+
+    private func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+        withUnsafeBytes(of: value.littleEndian) { Array($0) }
+    }
+}
