@@ -9,6 +9,7 @@ public enum CollectorError: Error, Sendable, CustomStringConvertible {
     case namespaceNotFound(String, path: String)
     case namespaceDenied(String, reason: String)
     case namespaceFailed(String, reason: String)
+    case kernelTable(KernelTableError)
 
     public var description: String {
         switch self {
@@ -20,6 +21,7 @@ public enum CollectorError: Error, Sendable, CustomStringConvertible {
             name == path ? "network namespace \"\(name)\" does not exist" : "network namespace \"\(name)\" does not exist (no \(path))"
         case .namespaceDenied(let name, let reason): "cannot enter network namespace \"\(name)\": \(reason)"
         case .namespaceFailed(let name, let reason): "network namespace \"\(name)\": \(reason)"
+        case .kernelTable(let error): "cannot read \(error)"
         }
     }
 }

@@ -19,39 +19,48 @@ public enum NetlinkCollector {
     static let maxDatagramsPerDump = 10_000_000
     static let receiveTimeoutSeconds = 10
 
-    public static func collect<Visitor: SocketVisitor>(_: Visitor.Type = Visitor.self) throws(CollectorError) -> Visitor {
+    /// TCP_LISTEN alone: the kernel then walks only its listening hash, which is small.
+    static let listenOnly: UInt32 = 1 << UInt32(TCPState.listen.rawValue)
+
+    /// Fills `visitor` from the kernel's socket tables.
+    public static func collect<Visitor: SocketVisitor>(into visitor: inout Visitor) throws(CollectorError) {
         let socket = try NetlinkSocket()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: receiveBufferSize, alignment: 8)
         defer { buffer.deallocate() }
 
+        let dumps: [(transport: TransportProtocol, family: Int32, states: UInt32)] =
+            if Visitor.wantsListenersFirst {
+                [(.tcp, AF_INET, listenOnly), (.tcp, AF_INET6, listenOnly),
+                 (.tcp, AF_INET, allStates & ~listenOnly), (.tcp, AF_INET6, allStates & ~listenOnly),
+                 (.udp, AF_INET, allStates), (.udp, AF_INET6, allStates)]
+            } else {
+                [(.tcp, AF_INET, allStates), (.tcp, AF_INET6, allStates),
+                 (.udp, AF_INET, allStates), (.udp, AF_INET6, allStates)]
+            }
         var sequence: UInt32 = 0
-        var visitor = Visitor()
         for attempt in 1...dumpAttempts {
-            visitor = Visitor()
+            visitor.startOver()
             var interrupted = false
-            for transport in [TransportProtocol.tcp, .udp] {
-                for family in [AF_INET, AF_INET6] {
-                    sequence &+= 1
-                    interrupted = try dump(
-                        family: family, transport: transport, sequence: sequence,
-                        socket: socket, buffer: buffer, into: &visitor
-                    ) || interrupted
-                }
+            for request in dumps {
+                sequence &+= 1
+                interrupted = try dump(
+                    family: request.family, transport: request.transport, states: request.states,
+                    sequence: sequence, socket: socket, buffer: buffer, into: &visitor
+                ) || interrupted
             }
             // After the last attempt, an interrupted dump is still the best count there is,
             // which is what `ss` reports too.
             if !interrupted || attempt == dumpAttempts { break }
         }
-        return visitor
     }
 
     /// Returns whether the kernel flagged the dump as interrupted.
     static func dump<Visitor: SocketVisitor>(
-        family: Int32, transport: TransportProtocol, sequence: UInt32,
+        family: Int32, transport: TransportProtocol, states: UInt32, sequence: UInt32,
         socket: borrowing NetlinkSocket, buffer: UnsafeMutableRawBufferPointer, into visitor: inout Visitor
     ) throws(CollectorError) -> Bool {
         do {
-            try socket.sendDumpRequest(family: family, transport: transport, states: allStates, sequence: sequence)
+            try socket.sendDumpRequest(family: family, transport: transport, states: states, sequence: sequence)
         } catch let error {
             throw .netlinkRefused(reason: "sending the sock_diag request: \(describeErrno(error.code))", errno: error.code)
         }

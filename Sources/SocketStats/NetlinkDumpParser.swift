@@ -70,9 +70,7 @@ public enum NetlinkDumpParser {
                 guard length >= headerSize + inetDiagMsgSize else {
                     throw .truncated(offset: offset, reason: "inet_diag_msg needs \(inetDiagMsgSize) bytes, message has \(length - headerSize)")
                 }
-                let family = datagram[offset + headerSize]
-                let state = datagram[offset + headerSize + 1]
-                visitor.visit(SocketRecord(transport: transport, isIPv6: Int32(family) == AF_INET6, state: state))
+                visitor.visit(record(at: offset + headerSize, in: datagram, transport: transport))
             case NLMSG_DONE:
                 outcome.done = true
                 return outcome
@@ -93,5 +91,24 @@ public enum NetlinkDumpParser {
             throw .truncated(offset: offset, reason: "\(end - offset) trailing bytes, less than a message header")
         }
         return outcome
+    }
+
+    /// Reads struct inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid
+    /// (sport, dport as big-endian 16 bits; src, dst as four 32-bit words), expires, rqueue, wqueue.
+    @inline(__always)
+    static func record(at base: Int, in bytes: UnsafeRawBufferPointer, transport: TransportProtocol) -> SocketRecord {
+        func word(_ at: Int) -> UInt32 { bytes.loadUnaligned(fromByteOffset: base + at, as: UInt32.self) }
+        func address(_ at: Int) -> AddressWords { AddressWords(word(at), word(at + 4), word(at + 8), word(at + 12)) }
+        return SocketRecord(
+            transport: transport,
+            isIPv6: Int32(bytes[base]) == AF_INET6,
+            state: bytes[base + 1],
+            localPort: UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: base + 4, as: UInt16.self)),
+            remotePort: UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: base + 6, as: UInt16.self)),
+            localAddress: address(8),
+            remoteAddress: address(24),
+            receiveQueue: word(56),
+            sendQueue: word(60)
+        )
     }
 }

@@ -13,10 +13,10 @@ public enum ProcNetCollector {
     static let readChunkSize = 64 * 1024
 
     /// Reads `directory`/tcp, tcp6, udp, udp6. A missing tcp6 or udp6 means IPv6 is disabled: zeros.
-    public static func collect<Visitor: SocketVisitor>(_: Visitor.Type = Visitor.self, directory: String = liveDirectory) throws(CollectorError) -> Visitor {
+    public static func collect<Visitor: SocketVisitor>(into visitor: inout Visitor, directory: String = liveDirectory) throws(CollectorError) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readChunkSize, alignment: 8)
         defer { buffer.deallocate() }
-        var visitor = Visitor()
+        visitor.startOver()
         let tables: [(name: String, transport: TransportProtocol, isIPv6: Bool)] = [
             ("tcp", .tcp, false), ("tcp6", .tcp, true), ("udp", .udp, false), ("udp6", .udp, true),
         ]
@@ -32,7 +32,6 @@ public enum ProcNetCollector {
             var parser = ProcNetParser(transport: table.transport, isIPv6: table.isIPv6)
             try read(fd, path: path, with: &parser, buffer: buffer, into: &visitor)
         }
-        return visitor
     }
 
     private static func read<Visitor: SocketVisitor>(

@@ -95,36 +95,49 @@ public struct ProcNetParser: ~Copyable {
         guard slot.count >= 2, slot.last == UInt8(ascii: ":") else {
             throw ProcNetParseError(line: lineNumber, reason: "expected a slot number like \"12:\"")
         }
-        try checkEndpoint(cursor.next(), field: "local_address")
-        try checkEndpoint(cursor.next(), field: "rem_address")
+        let local = try endpoint(cursor.next(), field: "local_address")
+        let remote = try endpoint(cursor.next(), field: "rem_address")
         guard let state = Self.hexValue(cursor.next(), maxDigits: 2) else {
             throw ProcNetParseError(line: lineNumber, reason: "expected the state as two hex digits in column st")
         }
         let queues = cursor.next()
         guard queues.count == 17, queues[queues.startIndex + 8] == UInt8(ascii: ":"),
-              Self.hexValue(queues[queues.startIndex..<(queues.startIndex + 8)], maxDigits: 8) != nil,
-              Self.hexValue(queues[(queues.startIndex + 9)...], maxDigits: 8) != nil
+              let sendQueue = Self.hexValue(queues[queues.startIndex..<(queues.startIndex + 8)], maxDigits: 8),
+              let receiveQueue = Self.hexValue(queues[(queues.startIndex + 9)...], maxDigits: 8)
         else {
             throw ProcNetParseError(line: lineNumber, reason: "expected tx_queue:rx_queue as 8:8 hex digits (line truncated?)")
         }
-        visitor.visit(SocketRecord(transport: transport, isIPv6: isIPv6, state: UInt8(state)))
+        visitor.visit(SocketRecord(
+            transport: transport, isIPv6: isIPv6, state: UInt8(state),
+            localPort: local.port, remotePort: remote.port,
+            localAddress: local.address, remoteAddress: remote.address,
+            receiveQueue: receiveQueue,
+            // For a listener the kernel prints unsent bytes here, not its backlog: 0 = unknown.
+            sendQueue: state == UInt32(TCPState.listen.rawValue) && transport == .tcp ? 0 : sendQueue
+        ))
     }
 
-    /// "0100007F:0CEA": address hex digits, a colon, 4 hex digits of port.
+    /// "0100007F:0CEA": the address as 32-bit words, each printed as the kernel holds it in
+    /// memory (so parsing a word gives back the network-order word netlink reports), a colon,
+    /// then the port as 4 hex digits.
     @inline(__always)
-    private func checkEndpoint(_ field: Slice<UnsafeRawBufferPointer>, field name: String) throws(ProcNetParseError) {
+    private func endpoint(_ field: Slice<UnsafeRawBufferPointer>, field name: String) throws(ProcNetParseError) -> (address: AddressWords, port: UInt16) {
         let colon = field.startIndex + addressDigits
+        func word(_ index: Int) -> UInt32? {
+            let start = field.startIndex + 8 * index
+            return Self.hexValue(field[start..<(start + 8)], maxDigits: 8)
+        }
         guard field.count == addressDigits + 5, field[colon] == UInt8(ascii: ":"),
-              Self.isHex(field[field.startIndex..<colon]), Self.hexValue(field[(colon + 1)...], maxDigits: 4) != nil
+              let port = Self.hexValue(field[(colon + 1)...], maxDigits: 4),
+              let w0 = word(0)
         else {
             throw ProcNetParseError(line: lineNumber, reason: "expected \(name) as \(addressDigits) hex digits, ':', 4 hex digits")
         }
-    }
-
-    @inline(__always)
-    static func isHex(_ digits: Slice<UnsafeRawBufferPointer>) -> Bool {
-        for byte in digits where hexDigit(byte) == nil { return false }
-        return true
+        guard isIPv6 else { return (AddressWords(w0, 0, 0, 0), UInt16(port)) }
+        guard let w1 = word(1), let w2 = word(2), let w3 = word(3) else {
+            throw ProcNetParseError(line: lineNumber, reason: "expected \(name) as \(addressDigits) hex digits, ':', 4 hex digits")
+        }
+        return (AddressWords(w0, w1, w2, w3), UInt16(port))
     }
 
     @inline(__always)

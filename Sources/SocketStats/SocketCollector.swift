@@ -13,23 +13,28 @@ public enum SourcePreference: String, CaseIterable, Sendable {
 
 /// Chooses a source, enters a namespace if asked, and fills one model.
 public enum SocketCollector {
+    /// Fills `visitor` and says which source did.
     public static func collect<Visitor: SocketVisitor>(
-        _: Visitor.Type = Visitor.self,
+        into visitor: inout Visitor,
         from preference: SourcePreference = .auto,
         procDirectory: String = ProcNetCollector.liveDirectory,
         in namespace: NetworkNamespace? = nil
-    ) throws(CollectorError) -> (result: Visitor, source: Source) {
-        func collectHere() throws(CollectorError) -> (result: Visitor, source: Source) {
+    ) throws(CollectorError) -> Source {
+        func collectHere() throws(CollectorError) -> Source {
             switch preference {
             case .netlink:
-                return (try NetlinkCollector.collect(), .netlink)
+                try NetlinkCollector.collect(into: &visitor)
+                return .netlink
             case .proc:
-                return (try ProcNetCollector.collect(directory: procDirectory), .proc)
+                try ProcNetCollector.collect(into: &visitor, directory: procDirectory)
+                return .proc
             case .auto:
                 do {
-                    return (try NetlinkCollector.collect(), .netlink)
+                    try NetlinkCollector.collect(into: &visitor)
+                    return .netlink
                 } catch .netlinkRefused, .malformedNetlink {
-                    return (try ProcNetCollector.collect(directory: procDirectory), .proc)
+                    try ProcNetCollector.collect(into: &visitor, directory: procDirectory)
+                    return .proc
                 }
             }
         }

@@ -4,32 +4,99 @@ public enum TransportProtocol: Sendable {
     case udp
 }
 
+/// An IPv4 or IPv6 address as the kernel stores it: four 32-bit words in network byte order
+/// (an IPv4 address is the first word). Comparing and hashing it needs no formatting.
+public struct AddressWords: Hashable, Sendable {
+    public var w0: UInt32, w1: UInt32, w2: UInt32, w3: UInt32
+
+    @inline(__always)
+    public init(_ w0: UInt32, _ w1: UInt32, _ w2: UInt32, _ w3: UInt32) {
+        (self.w0, self.w1, self.w2, self.w3) = (w0, w1, w2, w3)
+    }
+
+    public static let zero = AddressWords(0, 0, 0, 0)
+
+    /// "127.0.0.1" or "::1"; IPv4-mapped IPv6 addresses print as "::ffff:10.0.0.1".
+    public func formatted(isIPv6: Bool) -> String {
+        let bytes = [w0, w1, w2, w3].flatMap { word in withUnsafeBytes(of: word) { Array($0) } }
+        if !isIPv6 { return bytes[0..<4].map { String($0) }.joined(separator: ".") }
+        let groups = stride(from: 0, to: 16, by: 2).map { UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]) }
+        if groups[0..<5].allSatisfy({ $0 == 0 }) && groups[5] == 0xFFFF {
+            return "::ffff:" + bytes[12..<16].map { String($0) }.joined(separator: ".")
+        }
+        // The longest run of two or more zero groups becomes "::" (RFC 5952).
+        var best = (start: -1, length: 1)
+        var index = 0
+        while index < 8 {
+            var end = index
+            while end < 8 && groups[end] == 0 { end += 1 }
+            if end - index > best.length { best = (index, end - index) }
+            index = end == index ? index + 1 : end
+        }
+        let hex = groups.map { String($0, radix: 16) }
+        if best.start < 0 { return hex.joined(separator: ":") }
+        let head = hex[0..<best.start].joined(separator: ":")
+        let tail = hex[(best.start + best.length)...].joined(separator: ":")
+        return head + "::" + tail
+    }
+}
+
 /// What a collector learns about one socket. Built on the stack for each socket the kernel
 /// lists and handed to a `SocketVisitor`, so collecting allocates nothing per socket.
 public struct SocketRecord: Sendable {
     public var transport: TransportProtocol
-    /// AF_INET or AF_INET6 (as the kernel reports the socket's family).
+    /// AF_INET6 (as the kernel reports the socket's family; IPv4-mapped peers included).
     public var isIPv6: Bool
     /// The kernel state number (TCPState's raw value; UDP uses 1 connected and 7 unconnected).
     public var state: UInt8
+    public var localPort: UInt16
+    public var remotePort: UInt16
+    public var localAddress: AddressWords
+    public var remoteAddress: AddressWords
+    /// LISTEN: connections waiting in the accept queue. Otherwise: bytes not yet read.
+    public var receiveQueue: UInt32
+    /// LISTEN over netlink: the accept-queue limit (listen()'s backlog, capped by somaxconn).
+    /// LISTEN over /proc: not the limit (the kernel prints unsent bytes there). Otherwise: bytes not yet acknowledged.
+    public var sendQueue: UInt32
 
     @inline(__always)
-    public init(transport: TransportProtocol, isIPv6: Bool, state: UInt8) {
+    public init(
+        transport: TransportProtocol, isIPv6: Bool, state: UInt8,
+        localPort: UInt16 = 0, remotePort: UInt16 = 0,
+        localAddress: AddressWords = .zero, remoteAddress: AddressWords = .zero,
+        receiveQueue: UInt32 = 0, sendQueue: UInt32 = 0
+    ) {
         self.transport = transport
         self.isIPv6 = isIPv6
         self.state = state
+        self.localPort = localPort
+        self.remotePort = remotePort
+        self.localAddress = localAddress
+        self.remoteAddress = remoteAddress
+        self.receiveQueue = receiveQueue
+        self.sendQueue = sendQueue
     }
 }
 
 /// Receives every socket of one collection. A collector is generic over its visitor so that
 /// the compiler specialises the hot loop for each model it fills.
 public protocol SocketVisitor {
-    /// A visitor starts empty; a dump the kernel interrupted is re-run into a fresh one.
-    init()
+    /// Forget what was visited, keeping any settings: a dump the kernel interrupted is re-run.
+    mutating func startOver()
     mutating func visit(_ socket: SocketRecord)
+    /// Whether every TCP listener must be visited before any other TCP socket (per-port models
+    /// need to know a port listens before they meet its connections). Costs two more netlink
+    /// dumps, of the listening tables only.
+    static var wantsListenersFirst: Bool { get }
+}
+
+extension SocketVisitor {
+    public static var wantsListenersFirst: Bool { false }
 }
 
 extension SocketCounts: SocketVisitor {
+    public mutating func startOver() { self = SocketCounts() }
+
     @inline(__always)
     public mutating func visit(_ socket: SocketRecord) {
         switch (socket.transport, socket.isIPv6) {

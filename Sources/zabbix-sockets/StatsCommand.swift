@@ -34,27 +34,51 @@ struct StatsCommand: ParsableCommand {
     ))
     var procRoot: String?
 
+    @Option(
+        name: .customLong("sections"), parsing: .singleValue,
+        help: ArgumentHelp("What to report, comma-separated: counts (per state), ports (per listening port, outbound service ports, ephemeral ports), kernel (counters and limits).", valueName: "list")
+    )
+    var sectionList: [String] = []
+
+    @Option(name: .customLong("remote-ports"), help: ArgumentHelp("Service ports whose outbound connections are counted by state.", valueName: "list"))
+    var remotePortList: String = CollectionOptions.defaultRemotePorts.map(String.init).joined(separator: ",")
+
     func validate() throws {
         if procRoot != nil && source == .netlink {
             throw ValidationError("--proc-root reads /proc tables and cannot be combined with --source netlink")
         }
+        _ = try options()
+    }
+
+    /// The flags as collection options; reports the first unknown section or bad port.
+    func options() throws -> CollectionOptions {
+        var options = CollectionOptions(source: source, procRoot: procRoot, netns: netns)
+        if !sectionList.isEmpty {
+            options.sections = []
+            for name in sectionList.flatMap({ $0.split(separator: ",") }) {
+                guard let section = CollectionOptions.Section(rawValue: String(name)) else {
+                    throw ValidationError("unknown section \"\(name)\"; sections are \(CollectionOptions.Section.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                options.sections.insert(section)
+            }
+        }
+        options.remotePorts = try remotePortList.split(separator: ",").map { text in
+            guard let port = UInt16(text), port > 0 else { throw ValidationError("--remote-ports: \"\(text)\" is not a port number (1-65535)") }
+            return port
+        }
+        return options
     }
 
     func run() throws {
-        let collected: (result: SocketCounts, source: Source)
+        let snapshot: Snapshot
         do {
-            collected = try SocketCollector.collect(
-                SocketCounts.self,
-                from: procRoot == nil ? source : .proc,
-                procDirectory: procRoot.map { $0 + "/net" } ?? ProcNetCollector.liveDirectory,
-                in: netns.map(NetworkNamespace.init)
-            )
-        } catch {
+            snapshot = try options().collect()
+        } catch let error as CollectorError {
             throw fail(error.description)
         }
         switch format {
-        case .json: print(StatsDocument.json(collected.result, source: collected.source))
-        case .text: print(StatsDocument.text(collected.result, source: collected.source), terminator: "")
+        case .json: print(StatsDocument.json(snapshot))
+        case .text: print(StatsDocument.text(snapshot), terminator: "")
         }
     }
 }

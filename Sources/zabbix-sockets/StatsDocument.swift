@@ -1,38 +1,106 @@
 import SocketStats
 
 /// The `stats` output. The JSON is the contract that the Zabbix templates' JSONPath
-/// preprocessing reads (docs/stats-contract.md): every key always present, fixed order.
+/// preprocessing reads (docs/stats-contract.md): every key of a section always present, fixed order.
 enum StatsDocument {
-    static func json(_ counts: SocketCounts, source: Source) -> String {
-        var out = "{\"source\":\"\(source.rawValue)\""
+    static func json(_ snapshot: Snapshot) -> String {
+        let counts = snapshot.counts
+        var out = "{\"source\":\"\(snapshot.source.rawValue)\""
         for (name, tcp) in [("tcp", counts.tcp), ("tcp4", counts.tcp4), ("tcp6", counts.tcp6)] {
-            out += ",\"\(name)\":{"
-            for state in TCPState.allCases {
-                out += "\"\(state.zabbixName)\":\(tcp[state]),"
-            }
-            out += "\"total\":\(tcp.total)}"
+            out += ",\"\(name)\":" + stateObject(tcp)
         }
         for (name, udp) in [("udp", counts.udp), ("udp4", counts.udp4), ("udp6", counts.udp6)] {
             out += ",\"\(name)\":{\"established\":\(udp.established),\"unconn\":\(udp.unconn),\"total\":\(udp.total)}"
         }
+        if let ports = snapshot.ports {
+            let listeners = ports.listeners
+            out += ",\"listen_discovery\":["
+            out += listeners.map { "{\"{#PORT}\":\"\($0.port)\",\"{#ADDRESSES}\":\(quoted(addresses($0)))}" }.joined(separator: ",")
+            out += "],\"listen\":{"
+            out += listeners.map { listener in
+                "\"\(listener.port)\":{\"addresses\":\(quoted(addresses(listener))),\"listeners\":\(listener.sockets)"
+                    + ",\"accept_queue\":\(listener.acceptQueue),\"backlog\":\(listener.backlog)"
+                    + ",\"accept_queue_pct\":\(percent(listener.acceptQueue, of: listener.backlog)),"
+                    + stateObject(listener.inbound).dropFirst()
+            }.joined(separator: ",")
+            out += "},\"remote\":{"
+            out += zip(ports.remotePorts, ports.outbound).map { "\"\($0)\":" + stateObject($1) }.joined(separator: ",")
+            out += "},\"ephemeral\":{"
+            out += "\"range_size\":\(ports.ephemeralRangeSize)"
+            if let busiest = ports.busiestEphemeral {
+                out += ",\"busiest_sockets\":\(busiest.sockets),\"busiest_remote\":\(quoted(endpoint(busiest)))"
+                out += ",\"pressure_pct\":\(percent(busiest.sockets, of: UInt64(ports.ephemeralRangeSize)))"
+            } else {
+                out += ",\"busiest_sockets\":0,\"busiest_remote\":\"\",\"pressure_pct\":0"
+            }
+            out += "}"
+        }
+        if let kernel = snapshot.kernel {
+            out += ",\"kernel\":{" + kernel.values.map { "\"\($0.name)\":\($0.value)" }.joined(separator: ",") + "}"
+        }
         return out + "}"
     }
 
-    static func text(_ counts: SocketCounts, source: Source) -> String {
-        func row(_ label: String, _ values: [UInt64]) -> String {
-            label.padding(12) + values.map { String($0).leftPadding(10) }.joined() + "\n"
-        }
-        var out = "source: \(source.rawValue)\n"
-        out += "TCP".padding(12) + ["all", "IPv4", "IPv6"].map { $0.leftPadding(10) }.joined() + "\n"
+    static func text(_ snapshot: Snapshot) -> String {
+        let counts = snapshot.counts
+        var out = "source: \(snapshot.source.rawValue)\n"
+        out += row("TCP", ["all", "IPv4", "IPv6"])
         for state in TCPState.allCases {
-            out += row(state.ssName, [counts.tcp[state], counts.tcp4[state], counts.tcp6[state]])
+            out += row(state.ssName, [counts.tcp[state], counts.tcp4[state], counts.tcp6[state]].map(String.init))
         }
-        out += row("total", [counts.tcp.total, counts.tcp4.total, counts.tcp6.total])
+        out += row("total", [counts.tcp.total, counts.tcp4.total, counts.tcp6.total].map(String.init))
         out += "UDP\n"
-        out += row("ESTAB", [counts.udp.established, counts.udp4.established, counts.udp6.established])
-        out += row("UNCONN", [counts.udp.unconn, counts.udp4.unconn, counts.udp6.unconn])
-        out += row("total", [counts.udp.total, counts.udp4.total, counts.udp6.total])
+        out += row("ESTAB", [counts.udp.established, counts.udp4.established, counts.udp6.established].map(String.init))
+        out += row("UNCONN", [counts.udp.unconn, counts.udp4.unconn, counts.udp6.unconn].map(String.init))
+        out += row("total", [counts.udp.total, counts.udp4.total, counts.udp6.total].map(String.init))
+        if let ports = snapshot.ports {
+            out += "\nLISTEN port".padding(12) + ["queue", "backlog", "ESTAB", "SYN-RECV", "CLOSE-WAIT", "TIME-WAIT"].map { $0.leftPadding(11) }.joined()
+                + "  addresses\n"
+            for listener in ports.listeners {
+                let values = [listener.acceptQueue, listener.backlog, listener.inbound[.established],
+                              listener.inbound[.synRecv], listener.inbound[.closeWait], listener.inbound[.timeWait]]
+                out += String(listener.port).padding(12) + values.map { String($0).leftPadding(11) }.joined() + "  \(addresses(listener))\n"
+            }
+            out += "\nremote port".padding(12) + ["ESTAB", "SYN-SENT", "CLOSE-WAIT", "TIME-WAIT", "total"].map { $0.leftPadding(11) }.joined() + "\n"
+            for (port, states) in zip(ports.remotePorts, ports.outbound) {
+                let values = [states[.established], states[.synSent], states[.closeWait], states[.timeWait], states.total]
+                out += String(port).padding(12) + values.map { String($0).leftPadding(11) }.joined() + "\n"
+            }
+            if let busiest = ports.busiestEphemeral {
+                out += "\nephemeral ports: \(busiest.sockets) of \(ports.ephemeralRangeSize) towards \(endpoint(busiest))\n"
+            }
+        }
+        if let kernel = snapshot.kernel {
+            out += "\n" + kernel.values.map { "\($0.name) \($0.value)" }.joined(separator: "\n") + "\n"
+        }
         return out
+    }
+
+    private static func stateObject(_ states: TCPStateCounts) -> String {
+        "{" + TCPState.allCases.map { "\"\($0.zabbixName)\":\(states[$0])," }.joined() + "\"total\":\(states.total)}"
+    }
+
+    private static func addresses(_ listener: PortBreakdown.Listener) -> String {
+        listener.addresses.map { $0.address.formatted(isIPv6: $0.isIPv6) }.joined(separator: ",")
+    }
+
+    private static func endpoint(_ use: PortBreakdown.EphemeralUse) -> String {
+        let address = use.remoteAddress.formatted(isIPv6: use.isIPv6)
+        return use.isIPv6 ? "[\(address)]:\(use.remotePort)" : "\(address):\(use.remotePort)"
+    }
+
+    /// Whole percent, rounded down; 0 when the limit is unknown.
+    private static func percent(_ part: UInt64, of whole: UInt64) -> UInt64 {
+        whole == 0 ? 0 : part * 100 / whole
+    }
+
+    /// A JSON string; the texts here are addresses, so only quotes and backslashes need escaping.
+    private static func quoted(_ text: String) -> String {
+        "\"" + text.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
+    }
+
+    private static func row(_ label: String, _ values: [String]) -> String {
+        label.padding(12) + values.map { $0.leftPadding(10) }.joined() + "\n"
     }
 }
 
@@ -43,5 +111,11 @@ extension String {
 
     fileprivate func leftPadding(_ width: Int) -> String {
         count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+
+    fileprivate func replacingAll(_ target: Character, with replacement: String) -> String {
+        var out = ""
+        for character in self { if character == target { out += replacement } else { out.append(character) } }
+        return out
     }
 }

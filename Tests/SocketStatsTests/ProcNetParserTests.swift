@@ -8,7 +8,8 @@ final class ProcNetParserTests: XCTestCase {
     static let mixed = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/mixed").path
 
     func testFixtureCountsEqualSSCapturedWithIt() throws {
-        let counts = try ProcNetCollector.collect(SocketCounts.self, directory: Self.mixed)
+        var counts = SocketCounts()
+        try ProcNetCollector.collect(into: &counts, directory: Self.mixed)
         let expected = try SSCapture.counts(tan: Self.mixed + "/ss-tan.txt", uan: Self.mixed + "/ss-uan.txt")
         XCTAssertEqual(counts, expected)
         // The capture holds each of these; a parser that mixed up columns would not see them.
@@ -90,7 +91,8 @@ final class ProcNetParserTests: XCTestCase {
         let directory = try temporaryDirectory()
         try (Self.header + "\n" + Self.listenLine + "\n").write(toFile: directory + "/tcp", atomically: true, encoding: .utf8)
         try (Self.header + "\n").write(toFile: directory + "/udp", atomically: true, encoding: .utf8)
-        let counts = try ProcNetCollector.collect(SocketCounts.self, directory: directory)
+        var counts = SocketCounts()
+        try ProcNetCollector.collect(into: &counts, directory: directory)
         XCTAssertEqual(counts.tcp4[.listen], 1)
         XCTAssertEqual(counts.tcp6.total, 0)
         XCTAssertEqual(counts.udp6.total, 0)
@@ -98,7 +100,8 @@ final class ProcNetParserTests: XCTestCase {
 
     func testMissingIPv4TableIsAnErrorNamingIt() throws {
         let directory = try temporaryDirectory()
-        XCTAssertThrowsError(try ProcNetCollector.collect(SocketCounts.self, directory: directory)) { error in
+        var counts = SocketCounts()
+        XCTAssertThrowsError(try ProcNetCollector.collect(into: &counts, directory: directory)) { error in
             XCTAssertTrue("\(error)".contains(directory + "/tcp"), "\(error)")
         }
     }
@@ -106,7 +109,8 @@ final class ProcNetParserTests: XCTestCase {
     func testMalformedTableErrorNamesFileAndLine() throws {
         let directory = try temporaryDirectory()
         try (Self.header + "\n" + Self.listenLine + "\nnonsense\n").write(toFile: directory + "/tcp", atomically: true, encoding: .utf8)
-        XCTAssertThrowsError(try ProcNetCollector.collect(SocketCounts.self, directory: directory)) { error in
+        var counts = SocketCounts()
+        XCTAssertThrowsError(try ProcNetCollector.collect(into: &counts, directory: directory)) { error in
             XCTAssertTrue("\(error)".hasPrefix(directory + "/tcp: line 3:"), "\(error)")
         }
     }

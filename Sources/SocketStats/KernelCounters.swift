@@ -1,0 +1,172 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Named numbers the kernel keeps about its network stack, in the order they were read.
+/// Names follow node_exporter's: `TcpExt_ListenOverflows`, `Udp_NoPorts`, `TCP_orphan`.
+public struct KernelCounters: Equatable, Sendable {
+    public var values: [(name: String, value: Int64)] = []
+
+    public init(_ values: [(name: String, value: Int64)] = []) { self.values = values }
+
+    public subscript(name: String) -> Int64? { values.first { $0.name == name }?.value }
+
+    public static func == (a: KernelCounters, b: KernelCounters) -> Bool {
+        a.values.elementsEqual(b.values) { $0.name == $1.name && $0.value == $1.value }
+    }
+}
+
+/// Why a kernel table could not be read.
+public struct KernelTableError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// /proc/net/snmp and /proc/net/netstat: pairs of lines, a header of names then a line of
+/// values, both led by the same "Proto:" label. Per network namespace.
+public enum SNMPCounters {
+    /// The counters that tell a socket story (accept-queue overflows, SYN floods, resets,
+    /// retransmits, UDP drops); the files hold about 150 more.
+    public static let watched: Set<String> = [
+        "TcpExt_ListenOverflows", "TcpExt_ListenDrops", "TcpExt_TCPReqQFullDrop", "TcpExt_TCPReqQFullDoCookies",
+        "TcpExt_SyncookiesSent", "TcpExt_SyncookiesRecv", "TcpExt_SyncookiesFailed", "TcpExt_TCPTimeouts",
+        "TcpExt_TCPAbortOnData", "TcpExt_TCPAbortOnClose", "TcpExt_TCPAbortOnMemory", "TcpExt_TCPAbortOnTimeout",
+        "TcpExt_TCPAbortOnLinger", "TcpExt_TCPAbortFailed", "TcpExt_TW",
+        "Tcp_ActiveOpens", "Tcp_PassiveOpens", "Tcp_AttemptFails", "Tcp_EstabResets", "Tcp_CurrEstab",
+        "Tcp_OutRsts", "Tcp_RetransSegs", "Tcp_InErrs", "Tcp_InSegs", "Tcp_OutSegs",
+        "Udp_InDatagrams", "Udp_OutDatagrams", "Udp_NoPorts", "Udp_InErrors", "Udp_RcvbufErrors", "Udp_SndbufErrors",
+    ]
+
+    /// Parses one file's text; keeps the names in `keep` (all when nil).
+    public static func parse(_ text: String, keep: Set<String>? = watched) throws(KernelTableError) -> KernelCounters {
+        var counters = KernelCounters()
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        guard lines.count % 2 == 0 else {
+            throw KernelTableError(path: "", reason: "\(lines.count) lines: expected header and value lines in pairs")
+        }
+        for pair in stride(from: 0, to: lines.count, by: 2) {
+            let names = lines[pair].split(separator: " ")
+            let values = lines[pair + 1].split(separator: " ")
+            guard let label = names.first, label.hasSuffix(":"), values.first == label, names.count == values.count else {
+                throw KernelTableError(path: "", reason: "line \(pair + 1): header and values do not match")
+            }
+            let prefix = label.dropLast() + "_"
+            for (name, value) in zip(names.dropFirst(), values.dropFirst()) {
+                let key = String(prefix + name)
+                guard keep?.contains(key) ?? true else { continue }
+                guard let number = Int64(value) else {
+                    throw KernelTableError(path: "", reason: "line \(pair + 2): \(name) is \"\(value)\", not a number")
+                }
+                counters.values.append((key, number))
+            }
+        }
+        return counters
+    }
+}
+
+/// /proc/net/sockstat and sockstat6: "TCP: inuse 5 orphan 0 tw 1 alloc 7 mem 2" lines.
+/// `inuse` is per network namespace; `orphan`, `alloc` and `mem` (pages) are kernel-wide.
+public enum Sockstat {
+    public static func parse(_ text: String) throws(KernelTableError) -> KernelCounters {
+        var counters = KernelCounters()
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
+            let words = line.split(separator: " ")
+            guard let label = words.first, label.hasSuffix(":"), words.count % 2 == 1 else {
+                throw KernelTableError(path: "", reason: "line \(index + 1): expected \"LABEL: name value ...\"")
+            }
+            for pair in stride(from: 1, to: words.count, by: 2) {
+                guard let number = Int64(words[pair + 1]) else {
+                    throw KernelTableError(path: "", reason: "line \(index + 1): \(words[pair]) is \"\(words[pair + 1])\", not a number")
+                }
+                counters.values.append((String(label.dropLast() + "_" + words[pair]), number))
+            }
+        }
+        return counters
+    }
+}
+
+/// The limits that socket counts run into, from /proc/sys.
+public enum SocketLimits {
+    /// Per network namespace. Paths are relative to the proc root.
+    public static let perNamespace: [(name: String, path: String)] = [
+        ("tcp_max_tw_buckets", "sys/net/ipv4/tcp_max_tw_buckets"),
+        ("somaxconn", "sys/net/core/somaxconn"),
+        ("ip_local_port_range", "sys/net/ipv4/ip_local_port_range"),
+        ("nf_conntrack_count", "sys/net/netfilter/nf_conntrack_count"),
+        ("nf_conntrack_max", "sys/net/netfilter/nf_conntrack_max"),
+    ]
+    /// Kernel-wide: only the host's (initial) namespace shows them.
+    public static let kernelWide: [(name: String, path: String)] = [
+        ("tcp_max_orphans", "sys/net/ipv4/tcp_max_orphans"),
+        ("tcp_mem", "sys/net/ipv4/tcp_mem"),
+        ("nf_conntrack_max", "sys/net/netfilter/nf_conntrack_max"),
+    ]
+
+    /// Reads `files`; a file that does not exist (module not loaded, not the host namespace)
+    /// is left out. Several numbers in one file become name_min/_pressure/_max (tcp_mem) or
+    /// name_low/_high (ip_local_port_range).
+    public static func read(_ files: [(name: String, path: String)], procRoot: String = "/proc") throws(KernelTableError) -> KernelCounters {
+        var counters = KernelCounters()
+        for file in files {
+            let path = procRoot + "/" + file.path
+            guard let text = try readSmallFile(path, missingIsNil: true) else { continue }
+            let numbers = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map { Int64($0) }
+            guard !numbers.isEmpty, numbers.allSatisfy({ $0 != nil }) else {
+                throw KernelTableError(path: path, reason: "expected numbers, read \"\(text)\"")
+            }
+            let suffixes: [String] = switch numbers.count {
+            case 1: [""]
+            case 2: ["_low", "_high"]
+            case 3: ["_min", "_pressure", "_max"]
+            default: numbers.indices.map { "_\($0)" }
+            }
+            for (suffix, number) in zip(suffixes, numbers) { counters.values.append((file.name + suffix, number!)) }
+        }
+        return counters
+    }
+
+    /// The kernel's ip_local_port_range, or Linux's default when it cannot be read.
+    public static func ephemeralRange(from counters: KernelCounters) -> ClosedRange<UInt16> {
+        guard let low = counters["ip_local_port_range_low"], let high = counters["ip_local_port_range_high"],
+              let lowPort = UInt16(exactly: low), let highPort = UInt16(exactly: high), lowPort <= highPort
+        else { return 32768...60999 }
+        return lowPort...highPort
+    }
+}
+
+/// Reads a /proc or /proc/sys file whole (they are small and generated at open).
+func readSmallFile(_ path: String, missingIsNil: Bool) throws(KernelTableError) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    if fd < 0 {
+        let error = errno
+        if missingIsNil && error == ENOENT { return nil }
+        throw KernelTableError(path: path, reason: describeErrno(error))
+    }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+    // /proc/net/netstat is about 4 KiB; 1 MiB means something is wrong.
+    while bytes.count < 1 << 20 {
+        let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        if count < 0 {
+            if errno == EINTR { continue }
+            throw KernelTableError(path: path, reason: describeErrno(errno))
+        }
+        if count == 0 { break }
+        bytes += chunk[0..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// Reads and parses a kernel table, naming the file in any error.
+public func readKernelTable(_ path: String, missingIsNil: Bool = false, _ parse: (String) throws(KernelTableError) -> KernelCounters) throws(KernelTableError) -> KernelCounters? {
+    guard let text = try readSmallFile(path, missingIsNil: missingIsNil) else { return nil }
+    do {
+        return try parse(text)
+    } catch {
+        throw KernelTableError(path: path, reason: error.reason)
+    }
+}
