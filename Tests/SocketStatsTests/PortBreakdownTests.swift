@@ -1,0 +1,88 @@
+import XCTest
+@testable import SocketStats
+
+final class PortBreakdownTests: XCTestCase {
+    let loopback = AddressWords(0x0100_007F, 0, 0, 0)  // 127.0.0.1 as the kernel stores it
+    let other = AddressWords(0x0200_007F, 0, 0, 0)
+
+    private func tcp(_ state: TCPState, local: UInt16, remote: UInt16 = 0, remoteAddress: AddressWords? = nil,
+                     isIPv6: Bool = false, receiveQueue: UInt32 = 0, sendQueue: UInt32 = 0) -> SocketRecord {
+        SocketRecord(transport: .tcp, isIPv6: isIPv6, state: state.rawValue, localPort: local, remotePort: remote,
+                     localAddress: loopback, remoteAddress: remoteAddress ?? loopback,
+                     receiveQueue: receiveQueue, sendQueue: sendQueue)
+    }
+
+    func testListenersOnOnePortAreOneEntryWithSummedQueues() {
+        var ports = PortBreakdown(remotePorts: [], ephemeralRange: 32768...60999)
+        ports.visit(tcp(.listen, local: 80, receiveQueue: 3, sendQueue: 128))
+        ports.visit(tcp(.listen, local: 80, receiveQueue: 1, sendQueue: 128))  // SO_REUSEPORT twin
+        ports.visit(tcp(.listen, local: 80, isIPv6: true, sendQueue: 64))
+        ports.visit(tcp(.established, local: 80, remote: 40000))
+        ports.visit(tcp(.closeWait, local: 80, remote: 40001))
+        ports.visit(tcp(.listen, local: 22, sendQueue: 10))
+        let listeners = ports.listeners
+        XCTAssertEqual(listeners.map(\.port), [22, 80])
+        let web = listeners[1]
+        XCTAssertEqual(web.sockets, 3)
+        XCTAssertEqual(web.acceptQueue, 4)
+        XCTAssertEqual(web.backlog, 320)
+        XCTAssertEqual(web.addresses.count, 2, "IPv4 and IPv6 127.0.0.1-shaped words are different addresses")
+        XCTAssertEqual(web.inbound[.established], 1)
+        XCTAssertEqual(web.inbound[.closeWait], 1)
+        XCTAssertEqual(web.inbound.total, 2)
+        XCTAssertEqual(ports.counts.tcp.total, 6)
+    }
+
+    func testOutboundIsCountedPerWatchedRemotePort() {
+        var ports = PortBreakdown(remotePorts: [5432, 6379, 5432], ephemeralRange: 32768...60999)
+        XCTAssertEqual(ports.remotePorts, [5432, 6379], "duplicates dropped")
+        ports.visit(tcp(.established, local: 40000, remote: 5432))
+        ports.visit(tcp(.closeWait, local: 40001, remote: 5432))
+        ports.visit(tcp(.timeWait, local: 40002, remote: 6379))
+        ports.visit(tcp(.established, local: 40003, remote: 9999))
+        XCTAssertEqual(ports.outbound[0][.established], 1)
+        XCTAssertEqual(ports.outbound[0][.closeWait], 1)
+        XCTAssertEqual(ports.outbound[1][.timeWait], 1)
+        XCTAssertEqual(ports.outbound[0].total + ports.outbound[1].total, 3)
+    }
+
+    func testEphemeralPressureIsTheBusiestRemoteEndpoint() {
+        var ports = PortBreakdown(remotePorts: [], ephemeralRange: 40000...40999)
+        for port in UInt16(40000)..<40005 { ports.visit(tcp(.established, local: port, remote: 5432)) }
+        for port in UInt16(40005)..<40008 { ports.visit(tcp(.timeWait, local: port, remote: 5432, remoteAddress: other)) }
+        ports.visit(tcp(.established, local: 1234, remote: 5432))  // bound below the range: not ephemeral
+        let busiest = ports.busiestEphemeral
+        XCTAssertEqual(busiest?.sockets, 5)
+        XCTAssertEqual(busiest?.remotePort, 5432)
+        XCTAssertEqual(busiest?.remoteAddress, loopback)
+        XCTAssertEqual(ports.ephemeralRangeSize, 1000)
+    }
+
+    func testInboundConnectionsDoNotCountAsEphemeral() {
+        var ports = PortBreakdown(remotePorts: [], ephemeralRange: 10000...65535)
+        ports.visit(tcp(.listen, local: 45000))
+        for client in UInt16(50000)..<50010 { ports.visit(tcp(.established, local: 45000, remote: client)) }
+        XCTAssertNil(ports.busiestEphemeral)
+    }
+
+    func testStartOverForgetsEverything() {
+        var ports = PortBreakdown(remotePorts: [5432], ephemeralRange: 32768...60999)
+        ports.visit(tcp(.listen, local: 80))
+        ports.visit(tcp(.established, local: 40000, remote: 5432))
+        ports.startOver()
+        XCTAssertEqual(ports.listeners, [])
+        XCTAssertEqual(ports.outbound[0].total, 0)
+        XCTAssertNil(ports.busiestEphemeral)
+        XCTAssertEqual(ports.counts, SocketCounts())
+        ports.visit(tcp(.established, local: 80, remote: 40000))
+        XCTAssertEqual(ports.listeners, [], "port 80 no longer listens after starting over")
+    }
+
+    func testAddressFormatting() {
+        XCTAssertEqual(loopback.formatted(isIPv6: false), "127.0.0.1")
+        XCTAssertEqual(AddressWords.zero.formatted(isIPv6: true), "::")
+        XCTAssertEqual(AddressWords(0, 0, 0, 0x0100_0000).formatted(isIPv6: true), "::1")
+        XCTAssertEqual(AddressWords(0, 0, 0xFFFF_0000, 0x0100_007F).formatted(isIPv6: true), "::ffff:127.0.0.1")
+        XCTAssertEqual(AddressWords(0xB80D_0120, 0, 0, 0x0100_0000).formatted(isIPv6: true), "2001:db8::1")
+    }
+}
