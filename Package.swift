@@ -6,6 +6,7 @@ import PackageDescription
 //   SocketStats    - reads the kernel (netlink or /proc) and fills a count model; knows nothing of Zabbix
 //   CZlib          - the system zlib
 //   ZabbixProtocol - ZBXD framing, sender messages, agent config; pure values over bytes, knows nothing of sockets
+//   ZabbixSender   - SwiftNIO client: one frame out, one reply back; ServerActive clusters and entries
 //   zabbix-sockets - the command line that wires them together
 //   sockdiag-floor - the benchmark's floor: the same netlink dumps in minimal C, only counting
 let package = Package(
@@ -19,6 +20,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
     ],
     targets: [
         .target(name: "CSockDiag"),
@@ -29,6 +31,14 @@ let package = Package(
         ),
         .target(name: "SocketStats", dependencies: ["CSockDiag"]),
         .target(name: "ZabbixProtocol", dependencies: ["CZlib"]),
+        .target(
+            name: "ZabbixSender",
+            dependencies: [
+                "ZabbixProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "zabbix-sockets",
             dependencies: [
@@ -39,6 +49,17 @@ let package = Package(
         ),
         .executableTarget(name: "sockdiag-floor"),
         .testTarget(name: "SocketStatsTests", dependencies: ["SocketStats"], exclude: ["Fixtures"]),
-        .testTarget(name: "ZabbixProtocolTests", dependencies: ["ZabbixProtocol"]),
+        .testTarget(name: "ZabbixProtocolTests", dependencies: ["ZabbixProtocol", "CZlib"]),
+        .testTarget(
+            name: "ZabbixSenderTests",
+            dependencies: [
+                "ZabbixSender",
+                "ZabbixProtocol",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "IntegrationTests", dependencies: []),
     ]
 )
