@@ -44,7 +44,9 @@ let package = Package(
             dependencies: [
                 "SocketStats",
                 "ZabbixProtocol",
+                "ZabbixSender",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .executableTarget(name: "sockdiag-floor"),

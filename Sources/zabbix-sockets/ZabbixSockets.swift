@@ -7,7 +7,7 @@ import Musl
 #endif
 
 @main
-struct ZabbixSockets: ParsableCommand {
+struct ZabbixSockets: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zabbix-sockets",
         abstract: "TCP and UDP socket-state statistics from the Linux kernel, for Zabbix.",
@@ -15,7 +15,7 @@ struct ZabbixSockets: ParsableCommand {
         Counts every socket of every TCP state (and UDP) in one netlink dump per address family,
         the way `ss` does, and hands the counts to Zabbix as one JSON document for a master item.
         """,
-        subcommands: [StatsCommand.self],
+        subcommands: [StatsCommand.self, SendCommand.self],
         defaultSubcommand: nil
     )
 }
@@ -23,7 +23,6 @@ struct ZabbixSockets: ParsableCommand {
 /// Prints `zabbix-sockets: error: <message>` on stderr and exits 1: the first words an admin
 /// sees in the agent's or Zabbix's error column name the tool.
 func fail(_ message: String, code: Int32 = 1) -> ExitCode {
-    var line = "zabbix-sockets: error: \(message)\n"
-    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    writeLine("zabbix-sockets: error: \(message)", to: 2)
     return ExitCode(code)
 }

@@ -1,0 +1,94 @@
+import ArgumentParser
+import ZabbixProtocol
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// zabbix_sender's flags, with its names and meanings: where values go and for which host.
+struct SenderFlags: ParsableArguments {
+    @Option(name: [.customShort("c"), .long], help: ArgumentHelp(
+        "Zabbix agent config file: ServerActive (every entry gets the data, `;` clusters fail over), Hostname, TLS settings.",
+        valueName: "file"
+    ))
+    var config: String?
+
+    @Option(name: [.customShort("z"), .customLong("zabbix-server")], help: ArgumentHelp(
+        "Zabbix server or proxy; replaces the config's first ServerActive entry.", valueName: "server"
+    ))
+    var zabbixServer: String?
+
+    @Option(name: [.customShort("p"), .long], help: ArgumentHelp("Port of --zabbix-server (default 10051).", valueName: "port"))
+    var port: UInt16?
+
+    @Option(name: [.customShort("s"), .long], help: ArgumentHelp(
+        "Host name as registered in Zabbix (default: the config's Hostname, else this machine's host name).", valueName: "host"
+    ))
+    var host: String?
+
+    @Option(name: [.customShort("t"), .long], help: ArgumentHelp("Seconds to wait for each server, 1-300.", valueName: "seconds"))
+    var timeout: Int = 60
+
+    func validate() throws {
+        guard (1...300).contains(timeout) else { throw ValidationError("--timeout must be 1-300 seconds, not \(timeout)") }
+        if port == 0 { throw ValidationError("--port must be 1-65535") }
+    }
+
+    /// Where to send and as which host, after reading the config file if one was given.
+    struct Resolved {
+        var destinations: [ServerCluster]
+        var host: String
+        var timeoutSeconds: Int
+    }
+
+    func resolve() throws -> Resolved {
+        var destinations: [ServerCluster] = []
+        var configHost: String?
+        if let config {
+            let agentConfig: AgentConfig
+            do {
+                agentConfig = try AgentConfig.load(path: config)
+                destinations = try agentConfig.serverActive()
+                configHost = try agentConfig.hostnames().first
+                let tls = try agentConfig.tls()
+                if tls.connect != .unencrypted {
+                    throw fail("\(config): TLSConnect=\(tls.connect.rawValue) is not supported by this version; values would go unencrypted, so nothing was sent")
+                }
+            } catch let error as AgentConfigError {
+                throw fail(error.description)
+            }
+        }
+        if let zabbixServer {
+            let node: ZabbixAddress
+            do {
+                guard let parsed = try ServerCluster.parseList(zabbixServer).first, parsed.nodes.count == 1 else {
+                    throw fail("--zabbix-server \"\(zabbixServer)\": give one server")
+                }
+                node = parsed.nodes[0]
+            } catch let error as AgentConfigError.Reason {
+                throw fail("--zabbix-server \"\(zabbixServer)\": \(error)")
+            }
+            let cluster = ServerCluster(nodes: [ZabbixAddress(host: node.host, port: port ?? node.port)])
+            if destinations.isEmpty { destinations = [cluster] } else { destinations[0] = cluster }
+        } else if let port, !destinations.isEmpty {
+            destinations[0].nodes = destinations[0].nodes.map { ZabbixAddress(host: $0.host, port: port) }
+        }
+        guard !destinations.isEmpty else {
+            throw fail("no Zabbix server: give --zabbix-server, or --config with a ServerActive line")
+        }
+        guard let host = host ?? configHost ?? Self.systemHostname() else {
+            throw fail("no host name: give --host, or --config with a Hostname line")
+        }
+        return Resolved(destinations: destinations, host: host, timeoutSeconds: timeout)
+    }
+
+    /// The agent's default HostnameItem, system.hostname.
+    private static func systemHostname() -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return nil }
+        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.isEmpty ? nil : name
+    }
+}
