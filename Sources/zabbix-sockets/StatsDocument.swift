@@ -23,7 +23,9 @@ enum StatsDocument {
                     + ",\"accept_queue_pct\":\(percent(listener.acceptQueue, of: listener.backlog)),"
                     + stateObject(listener.inbound).dropFirst()
             }.joined(separator: ",")
-            out += "},\"remote\":{"
+            out += "},\"remote_discovery\":["
+            out += ports.remotePorts.map { "{\"{#PORT}\":\"\($0)\"}" }.joined(separator: ",")
+            out += "],\"remote\":{"
             out += zip(ports.remotePorts, ports.outbound).map { "\"\($0)\":" + stateObject($1) }.joined(separator: ",")
             out += "},\"ephemeral\":{"
             out += "\"range_size\":\(ports.ephemeralRangeSize)"
