@@ -9,6 +9,7 @@ import PackageDescription
 //   ZabbixSender   - SwiftNIO client: one frame out, one reply back; ServerActive clusters and entries
 //   zabbix-sockets - the command line that wires them together
 //   sockdiag-floor - the benchmark's floor: the same netlink dumps in minimal C, only counting
+//   DurableQueue   - on-disk record buffer (segments, consumers, crash recovery); knows nothing of Zabbix
 let package = Package(
     name: "zabbix-sockets",
     platforms: [.macOS(.v13)],
@@ -21,6 +22,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     ],
     targets: [
         .target(name: "CSockDiag"),
@@ -37,6 +39,7 @@ let package = Package(
                 "ZabbixProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .executableTarget(
@@ -60,8 +63,11 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .testTarget(name: "IntegrationTests", dependencies: []),
+        .target(name: "DurableQueue"),
+        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue"]),
     ]
 )
