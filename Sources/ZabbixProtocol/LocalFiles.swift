@@ -30,14 +30,16 @@ enum LocalFiles {
         }
     }
 
-    static func read(_ path: String) throws(Failure) -> [UInt8] {
+    /// The whole file, or its first `limit` bytes (a PSK file is read no further than its first line).
+    static func read(_ path: String, upTo limit: Int = .max) throws(Failure) -> [UInt8] {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw lastFailure() }
         defer { close(descriptor) }
         var contents: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { readBytes(descriptor, $0.baseAddress, $0.count) }
+        var chunk = [UInt8](repeating: 0, count: min(64 * 1024, limit))
+        while contents.count < limit {
+            let wanted = min(chunk.count, limit - contents.count)
+            let count = chunk.withUnsafeMutableBytes { readBytes(descriptor, $0.baseAddress, wanted) }
             if count == 0 { return contents }
             if count < 0 {
                 if errno == EINTR { continue }
@@ -45,6 +47,7 @@ enum LocalFiles {
             }
             contents.append(contentsOf: chunk[..<count])
         }
+        return contents
     }
 
     /// Entry names without "." and "..", in `readdir` order.

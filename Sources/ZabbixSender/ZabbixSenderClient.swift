@@ -5,6 +5,8 @@ import Darwin
 #endif
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import ZabbixProtocol
 
 /// Why an exchange with a Zabbix server or proxy failed.
@@ -24,10 +26,19 @@ public enum ZabbixSendError: Error, Equatable, Sendable, CustomStringConvertible
     /// The reply was a frame but not a trapper response.
     case badResponse(ZabbixAddress, SenderProtocolError)
     case connectionFailed(ZabbixAddress, reason: String)
+    /// Connected, but the TLS handshake failed or the server closed during it. With a PSK that is
+    /// nearly always a key or identity the server does not have for this host. Nothing was sent,
+    /// and, as in Zabbix, where `zbx_tcp_connect` includes the handshake, the next node of a
+    /// cluster is tried.
+    case tlsHandshakeFailed(ZabbixAddress, reason: String)
+    /// TLS cannot be set up on this side; nothing was sent anywhere.
+    case tlsUnavailable(reason: String)
 
     public var isConnectFailure: Bool {
-        if case .cannotConnect = self { return true }
-        return false
+        switch self {
+        case .cannotConnect, .tlsHandshakeFailed: return true
+        default: return false
+        }
     }
 
     public var description: String {
@@ -41,6 +52,9 @@ public enum ZabbixSendError: Error, Equatable, Sendable, CustomStringConvertible
         case .badFrame(let node, let error): return "bad reply from \(node): \(error)"
         case .badResponse(let node, let error): return "bad reply from \(node): \(error)"
         case .connectionFailed(let node, let reason): return "connection to \(node) failed: \(reason)"
+        case .tlsHandshakeFailed(let node, let reason):
+            return "TLS handshake with \(node) failed: \(reason) (wrong PSK or identity?)"
+        case .tlsUnavailable(let reason): return "cannot use TLS: \(reason)"
         }
     }
 }
@@ -57,24 +71,44 @@ public struct ClusterDelivery: Sendable {
 }
 
 /// Sends ZBXD frames to Zabbix servers or proxies over TCP, one request per connection,
-/// and reads one reply frame.
+/// and reads one reply frame; over TLS with a pre-shared key when `psk` is set.
 public struct ZabbixSenderClient: Sendable {
     public var group: any EventLoopGroup
-    /// Covers connect, write and read together. zabbix_sender's default is 60 s.
+    /// Covers connect, TLS handshake, write and read together. zabbix_sender's default is 60 s.
     public var timeout: TimeAmount
     public var maximumReplySize: UInt64
+    /// TLS with this pre-shared key on every connection (zabbix_sender's `--tls-connect psk`);
+    /// nil sends unencrypted.
+    public var psk: PreSharedKey? {
+        didSet { tls = psk.map(PSKClientTLS.init) }
+    }
+    private var tls: PSKClientTLS?
+
+    /// The TLS 1.2 PSK suites offered, in order of preference: those that BoringSSL has and that
+    /// Debian's GnuTLS-built Zabbix 6.0 accepts (it takes no AES-256, CHACHA20 or TLS 1.3).
+    public static let pskCipherSuites = "ECDHE-PSK-AES128-CBC-SHA:PSK-AES128-CBC-SHA"
+    /// BoringSSL's `PSK_MAX_IDENTITY_LEN`, below Zabbix's 512 bytes.
+    public static let maximumPSKIdentityBytes = 128
 
     public init(
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, timeout: TimeAmount = .seconds(60),
-        maximumReplySize: UInt64 = ZBXDDecoder.defaultMaximumSize
+        maximumReplySize: UInt64 = ZBXDDecoder.defaultMaximumSize, psk: PreSharedKey? = nil
     ) {
         self.group = group
         self.timeout = timeout
         self.maximumReplySize = maximumReplySize
+        self.psk = psk
+        self.tls = psk.map(PSKClientTLS.init)
     }
 
     /// Connects to `node`, writes `frame`, returns the reply frame and closes.
     public func exchange(_ frame: ZBXDFrame, with node: ZabbixAddress) async throws(ZabbixSendError) -> ZBXDFrame {
+        let sslContext: NIOSSLContext?
+        switch tls?.context {
+        case nil: sslContext = nil
+        case .success(let context): sslContext = context
+        case .failure(let error): throw error
+        }
         let eventLoop = group.next()
         let deadline = NIODeadline.now() + timeout
         let seconds = Double(timeout.nanoseconds) / 1e9
@@ -83,12 +117,17 @@ public struct ZabbixSenderClient: Sendable {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelInitializer { channel in
-                // A TLS handler (NIOSSL with PSK) would go first, so that ZBXD framing runs inside TLS.
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(
+                    let pipeline = channel.pipeline.syncOperations
+                    // TLS first, so that the ZBXD framing runs inside it; the handshake starts on
+                    // connect and the frame written below waits in the handler until it is done.
+                    if let sslContext {
+                        try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: nil))
+                    }
+                    try pipeline.addHandlers(
                         ByteToMessageHandler(ZBXDFrameDecoderHandler(maximumSize: maximumReplySize)),
                         MessageToByteHandler(ZBXDFrameEncoderHandler()),
-                        ReplyHandler(node: node, reply: reply))
+                        ReplyHandler(node: node, reply: reply, handshaking: sslContext != nil))
                 }
             }
         bootstrap.connect(host: node.host, port: Int(node.port)).whenComplete { result in
@@ -105,7 +144,7 @@ public struct ZabbixSenderClient: Sendable {
                     channel.close(promise: nil)
                 }
                 channel.writeAndFlush(frame).whenFailure { error in
-                    reply.fail(ZabbixSendError.connectionFailed(node, reason: "\(error)"))
+                    reply.fail(sendError(error, node: node, duringHandshake: false))
                 }
             }
         }
@@ -119,7 +158,8 @@ public struct ZabbixSenderClient: Sendable {
     }
 
     /// Sends `frame` to the first reachable node of `cluster`, as `zbx_tcp_connect_failover` does:
-    /// only a failed connect moves on to the next node; a failure after connecting is final.
+    /// only a failed connect (with TLS: or a failed handshake) moves on to the next node; a failure
+    /// after that is final.
     public func send(_ frame: ZBXDFrame, to cluster: ServerCluster) async -> ClusterDelivery {
         precondition(!cluster.nodes.isEmpty, "a ServerActive entry has at least one node")
         var reordered = cluster
@@ -171,30 +211,108 @@ private final class ReplyHandler: ChannelInboundHandler {
 
     private let node: ZabbixAddress
     private let reply: EventLoopPromise<ZBXDFrame>
+    /// True from connect until the TLS handshake completes; false without TLS.
+    private var handshaking: Bool
 
-    init(node: ZabbixAddress, reply: EventLoopPromise<ZBXDFrame>) {
+    init(node: ZabbixAddress, reply: EventLoopPromise<ZBXDFrame>, handshaking: Bool) {
         self.node = node
         self.reply = reply
+        self.handshaking = handshaking
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         reply.succeed(unwrapInboundIn(data))
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted? = event as? TLSUserEvent { handshaking = false }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let frameError = error as? ZBXDError {
-            reply.fail(ZabbixSendError.badFrame(node, frameError))
-        } else {
-            reply.fail(ZabbixSendError.connectionFailed(node, reason: "\(error)"))
-        }
+        reply.fail(sendError(error, node: node, duringHandshake: handshaking))
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         // A no-op when a reply or an error completed the promise already.
-        reply.fail(ZabbixSendError.closedWithoutReply(node))
+        if handshaking {
+            reply.fail(ZabbixSendError.tlsHandshakeFailed(node, reason: "the server closed the connection"))
+        } else {
+            reply.fail(ZabbixSendError.closedWithoutReply(node))
+        }
         context.fireChannelInactive()
     }
+}
+
+/// The client side of TLS with a pre-shared key: TLS 1.2 only, the PSK suites Debian's Zabbix
+/// takes, no certificates. Made once per key, used for every connection.
+private struct PSKClientTLS: Sendable {
+    let context: Result<NIOSSLContext, ZabbixSendError>
+
+    init(psk: PreSharedKey) {
+        let identityBytes = psk.identity.utf8.count
+        guard identityBytes <= ZabbixSenderClient.maximumPSKIdentityBytes else {
+            context = .failure(.tlsUnavailable(reason: """
+                PSK identity of \(identityBytes) bytes: Zabbix takes up to \(PreSharedKey.maximumIdentityBytes), \
+                but this build's TLS library (BoringSSL) sends at most \(ZabbixSenderClient.maximumPSKIdentityBytes)
+                """))
+            return
+        }
+        var configuration = TLSConfiguration.makePreSharedKeyConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.maximumTLSVersion = .tlsv12
+        configuration.cipherSuites = ZabbixSenderClient.pskCipherSuites
+        configuration.certificateVerification = .none
+        configuration.renegotiationSupport = .none
+        let identity = psk.identity
+        let key = NIOSSLSecureBytes(psk.key)
+        // The server's hint, if any, is ignored: Zabbix sends none and the identity is configured.
+        configuration.pskClientProvider = { _ in PSKClientIdentityResponse(key: key, identity: identity) }
+        do {
+            context = .success(try NIOSSLContext(configuration: configuration))
+        } catch {
+            context = .failure(.tlsUnavailable(reason: "\(error)"))
+        }
+    }
+}
+
+/// What a pipeline error means for the exchange. During a TLS handshake every failure, a TLS
+/// alert or a close or reset by the server, is a handshake failure: GnuTLS-built Zabbix answers a
+/// wrong PSK or an unknown identity either way.
+private func sendError(_ error: any Error, node: ZabbixAddress, duringHandshake: Bool) -> ZabbixSendError {
+    if let sendError = error as? ZabbixSendError { return sendError }
+    if let frameError = error as? ZBXDError { return .badFrame(node, frameError) }
+    if case .handshakeFailed(let tlsError)? = error as? NIOSSLError {
+        return .tlsHandshakeFailed(node, reason: describeHandshakeFailure(tlsError))
+    }
+    if duringHandshake {
+        if let ioError = error as? IOError, ioError.errnoCode == ECONNRESET {
+            return .tlsHandshakeFailed(node, reason: "the server reset the connection")
+        }
+        return .tlsHandshakeFailed(node, reason: "\(error)")
+    }
+    return .connectionFailed(node, reason: "\(error)")
+}
+
+/// BoringSSL's error stack in a few words: `SSLV3_ALERT_BAD_RECORD_MAC` becomes
+/// "the server sent TLS alert bad_record_mac".
+private func describeHandshakeFailure(_ error: BoringSSLError) -> String {
+    guard case .sslError(let stack) = error else { return "\(error)" }
+    if stack.isEmpty || stack.contains(.eofDuringHandshake) { return "the server closed the connection" }
+    let reasons = stack.map { entry -> String in
+        // "Error: 268436500 error:10000414:SSL routines:OPENSSL_internal:SSLV3_ALERT_BAD_RECORD_MAC at file:line"
+        let text = "\(entry)"
+        let fields = text.split(separator: ":")
+        guard let library = fields.firstIndex(of: "OPENSSL_internal"), library + 1 < fields.count else { return text }
+        let reason = fields[library + 1].prefix { $0 != " " }
+        let words = reason.split(separator: "_")
+        if let alert = words.firstIndex(of: "ALERT"), alert + 1 < words.count {
+            return "the server sent TLS alert \(words[(alert + 1)...].joined(separator: "_").lowercased())"
+        }
+        return reason.lowercased()
+    }
+    return reasons.joined(separator: "; ")
 }
 
 private func connectFailure(_ error: any Error, seconds: Double) -> ZabbixSendError.ConnectFailure {

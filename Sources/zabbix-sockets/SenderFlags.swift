@@ -1,5 +1,6 @@
 import ArgumentParser
 import ZabbixProtocol
+import ZabbixSender
 
 #if canImport(Glibc)
 import Glibc
@@ -31,6 +32,22 @@ struct SenderFlags: ParsableArguments {
     @Option(name: [.customShort("t"), .long], help: ArgumentHelp("Seconds to wait for each server, 1-300.", valueName: "seconds"))
     var timeout: Int = 60
 
+    @Option(name: .customLong("tls-connect"), help: ArgumentHelp(
+        "How to connect: unencrypted or psk (TLS 1.2 with a pre-shared key). Default: the config's TLSConnect, else unencrypted.",
+        valueName: "unencrypted|psk"
+    ))
+    var tlsConnect: String?
+
+    @Option(name: .customLong("tls-psk-identity"), help: ArgumentHelp(
+        "PSK identity, as on the host's Encryption tab (default: the config's TLSPSKIdentity).", valueName: "identity"
+    ))
+    var tlsPSKIdentity: String?
+
+    @Option(name: .customLong("tls-psk-file"), help: ArgumentHelp(
+        "File whose first line is the PSK in hex, 32-512 digits (default: the config's TLSPSKFile).", valueName: "file"
+    ))
+    var tlsPSKFile: String?
+
     func validate() throws {
         guard (1...300).contains(timeout) else { throw ValidationError("--timeout must be 1-300 seconds, not \(timeout)") }
         if port == 0 { throw ValidationError("--port must be 1-65535") }
@@ -41,25 +58,27 @@ struct SenderFlags: ParsableArguments {
         var destinations: [ServerCluster]
         var host: String
         var timeoutSeconds: Int
+        /// Nil: unencrypted.
+        var psk: PreSharedKey?
     }
 
     func resolve() throws -> Resolved {
         var destinations: [ServerCluster] = []
         var configHost: String?
+        var configTLS = SenderTLSParameters()
         if let config {
             let agentConfig: AgentConfig
             do {
                 agentConfig = try AgentConfig.load(path: config)
                 destinations = try agentConfig.serverActive()
                 configHost = try agentConfig.hostnames().first
-                let tls = try agentConfig.tls()
-                if tls.connect != .unencrypted {
-                    throw fail("\(config): TLSConnect=\(tls.connect.rawValue) is not supported by this version; values would go unencrypted, so nothing was sent")
-                }
-            } catch let error as AgentConfigError {
+                configTLS = agentConfig.senderTLSParameters
+            } catch {
+                // Every call above throws AgentConfigError only.
                 throw fail(error.description)
             }
         }
+        let psk = try resolvePSK(configFile: configTLS)
         if let zabbixServer {
             let node: ZabbixAddress
             do {
@@ -81,7 +100,45 @@ struct SenderFlags: ParsableArguments {
         guard let host = host ?? configHost ?? Self.systemHostname() else {
             throw fail("no host name: give --host, or --config with a Hostname line")
         }
-        return Resolved(destinations: destinations, host: host, timeoutSeconds: timeout)
+        return Resolved(destinations: destinations, host: host, timeoutSeconds: timeout, psk: psk)
+    }
+
+    /// As zabbix_sender: each TLS flag, else the config's parameter; then the key file is read.
+    /// Nil for unencrypted; certificates are refused rather than sending in the clear.
+    private func resolvePSK(configFile: SenderTLSParameters) throws -> PreSharedKey? {
+        var flags = SenderTLSParameters()
+        flags[.connect] = tlsConnect
+        flags[.pskIdentity] = tlsPSKIdentity
+        flags[.pskFile] = tlsPSKFile
+        let mode: SenderTLSParameters.Mode
+        do {
+            mode = try flags.filled(from: configFile).mode()
+        } catch {
+            throw fail("\(error)")
+        }
+        switch mode {
+        case .unencrypted:
+            return nil
+        case .certificate:
+            throw fail("""
+                TLS with certificates ("TLSConnect" or "--tls-connect" cert) is not supported by zabbix-sockets; \
+                use psk. Nothing was sent (not unencrypted either)
+                """)
+        case .psk(let identity, let file):
+            let psk: PreSharedKey
+            do {
+                psk = try PreSharedKey.load(identity: identity, file: file)
+            } catch {
+                throw fail("\(error)")
+            }
+            guard identity.utf8.count <= ZabbixSenderClient.maximumPSKIdentityBytes else {
+                throw fail("""
+                    PSK identity of \(identity.utf8.count) bytes: zabbix-sockets (BoringSSL) sends at most \
+                    \(ZabbixSenderClient.maximumPSKIdentityBytes); use a shorter identity on the host and here
+                    """)
+            }
+            return psk
+        }
     }
 
     /// The agent's default HostnameItem, system.hostname.
