@@ -110,10 +110,12 @@ class ZabbixAPI:
         if replace:
             self.delete_host(host)
         groupid = self.ensure_hostgroup(group)
-        tid = self.template_id(template)
-        if tid is None:
-            raise LookupError(f"template {template!r} not found")
-        params = {"host": host, "groups": [{"groupid": groupid}], "templates": [{"templateid": tid}]}
+        params = {"host": host, "groups": [{"groupid": groupid}]}
+        if template is not None:            # None: a host without template (items made by hand)
+            tid = self.template_id(template)
+            if tid is None:
+                raise LookupError(f"template {template!r} not found")
+            params["templates"] = [{"templateid": tid}]
         if with_agent_interface:
             params["interfaces"] = [{"type": 1, "main": 1, "useip": 1, "ip": agent_ip, "dns": "",
                                      "port": str(agent_port)}]
@@ -124,7 +126,7 @@ class ZabbixAPI:
     # ---------------------------------------------------------------- items / history
     def items(self, hostid, **extra):
         params = {"output": ["itemid", "key_", "name", "type", "value_type", "state", "error",
-                             "lastclock", "lastvalue", "status", "delay"],
+                             "lastclock", "lastvalue", "status", "delay", "flags"],
                   "hostids": [hostid], "sortfield": "key_"}
         params.update(extra)
         return self.call("item.get", params)
@@ -140,6 +142,29 @@ class ZabbixAPI:
         if time_from is not None:
             params["time_from"] = int(time_from)
         return [(int(r["clock"]), int(r["ns"]), r["value"]) for r in self.call("history.get", params)]
+
+    def values_at(self, items, clock, ns):
+        """Values stored at exactly (clock, ns) for many items (dicts from items()), one
+        history.get per value type: {key: value string}; items without such a value are left out."""
+        by_type = {}
+        for it in items:
+            by_type.setdefault(int(it["value_type"]), []).append(it)
+        out = {}
+        for vt, group in by_type.items():
+            keys = {g["itemid"]: g["key_"] for g in group}
+            rows = self.call("history.get", {"output": "extend", "history": vt,
+                                             "itemids": list(keys), "time_from": clock,
+                                             "time_till": clock})
+            for r in rows:
+                if int(r["ns"]) == ns:
+                    out[keys[r["itemid"]]] = r["value"]
+        return out
+
+    def problems(self, hostid, triggerids):
+        """problem.get for these triggers, resolved ones included while recent."""
+        return self.call("problem.get", {"output": "extend", "hostids": [hostid],
+                                         "objectids": [str(t) for t in triggerids],
+                                         "source": 0, "object": 0, "recent": True})
 
     def check_now(self, itemids):
         """Ask the server to poll these items at once (task.create type 6, "check now")."""

@@ -10,8 +10,12 @@ vs. trapper). Output is deterministic: fixed export date, UUIDs derived from sta
 dict-order or locale dependence. Standard library only; the YAML is written by hand in the layout
 Zabbix 6.0 exports use ("-" on its own line, single quotes where Zabbix's dumper quotes).
 
-To add items later (per-port discovery, kernel counters, ...): add rows to ITEMS / TRIGGERS /
-MACROS (or a new table and a few lines in build_template), run this script, commit both YAMLs.
+Tables: ITEMS (per-state counts), KERNEL_COUNTERS / KERNEL_GAUGES / KERNEL_LIMITS (the kernel
+section), EPHEMERAL_ITEMS, DISCOVERY_RULES with their *_PROTOTYPES and TRIGGER_PROTOTYPES,
+TRIGGERS (one item: exported under the item; several items: in the top-level `triggers`), MACROS,
+graphs. To add something: add a row, run this script, commit both YAMLs. UUIDs come from the
+template slug, the kind of object and its key or id (template graphs: their name): renaming an
+item or trigger keeps its uuid, changing a key or id makes a new object on the next import.
 """
 import argparse
 import hashlib
@@ -24,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Bump by hand when the templates change in a way users should notice (Zabbix shows it nowhere but
 # in the file); it is fixed so that regenerating gives identical bytes.
 EXPORT_DATE = "2025-11-26T00:00:00Z"
-TEMPLATE_VERSION = "1.0"
+TEMPLATE_VERSION = "1.1"
 
 # Stock 6.0 host group (uuid as shipped in data.sql of 6.0): reusing a stock group is only safe
 # with its stock uuid, otherwise the importer tries to create a duplicate group.
@@ -128,7 +132,58 @@ MACROS = {
                  "offers about 28,000 local ports by default (net.ipv4.ip_local_port_range), "
                  "so this default warns before connections to one destination run out of "
                  "ports."),
+    "{$SOCKETS.LISTEN.PORT.MATCHES}": (
+        ".*", "Listening ports discovery: only ports whose number matches this regular "
+              "expression get items."),
+    "{$SOCKETS.LISTEN.PORT.NOT_MATCHES}": (
+        "CHANGE_IF_NEEDED", "Listening ports discovery: ports whose number matches this regular "
+                            "expression get no items, e.g. ^(22|111)$ (the default matches no "
+                            "port)."),
+    "{$SOCKETS.REMOTE.PORT.MATCHES}": (
+        ".*", "Remote service ports discovery: only watched remote ports that match this "
+              "regular expression get items."),
+    "{$SOCKETS.REMOTE.PORT.NOT_MATCHES}": (
+        "CHANGE_IF_NEEDED", "Remote service ports discovery: watched remote ports that match "
+                            "this regular expression get no items (the default matches no "
+                            "port)."),
+    "{$SOCKETS.ACCEPTQ.PCT.MAX}": (
+        "80", "A listening port whose accept queue stays above this percentage of its backlog "
+              "for {$SOCKETS.ACCEPTQ.PERIOD} raises a problem. Per port with context: "
+              "{$SOCKETS.ACCEPTQ.PCT.MAX:\"8080\"}."),
+    "{$SOCKETS.ACCEPTQ.PERIOD}": (
+        "5m", "How long the accept queue of a port must stay above {$SOCKETS.ACCEPTQ.PCT.MAX}% "
+              "of its backlog before a problem is raised."),
+    "{$SOCKETS.PORT.CLOSE_WAIT.MAX}": (
+        "50", "Connections to one listening port in CLOSE_WAIT above this count for 5 minutes "
+              "raise a problem. Per port with context: {$SOCKETS.PORT.CLOSE_WAIT.MAX:\"8080\"}."),
+    "{$SOCKETS.LISTEN_OVERFLOWS.MAX}": (
+        "1", "Listen queue overflows per second (TcpExt ListenOverflows, all ports together) "
+             "above this 5-minute average raise a problem."),
+    "{$SOCKETS.ORPHANS.PCT.WARN}": (
+        "25", "Orphaned TCP sockets above this percentage of net.ipv4.tcp_max_orphans for 5 "
+              "minutes raise a warning."),
+    "{$SOCKETS.ORPHANS.PCT.HIGH}": (
+        "50", "Orphaned TCP sockets above this percentage of net.ipv4.tcp_max_orphans for 5 "
+              "minutes raise a high-severity problem."),
+    "{$SOCKETS.TW_BUCKETS.PCT.MAX}": (
+        "90", "TIME_WAIT sockets (kernel count) at this percentage of "
+              "net.ipv4.tcp_max_tw_buckets for 5 minutes raise a problem."),
+    "{$SOCKETS.EPHEMERAL.PCT.MAX}": (
+        "80", "Local ports held towards one remote address and port at this percentage of the "
+              "ephemeral port range for 5 minutes raise a problem."),
+    "{$SOCKETS.CONNTRACK.PCT.MAX}": (
+        "75", "Connection tracking entries above this percentage of "
+              "net.netfilter.nf_conntrack_max for 5 minutes raise a problem."),
 }
+
+# Macros of both templates, after each template's own list.
+COMMON_MACROS = [
+    "{$SOCKETS.LISTEN.PORT.MATCHES}", "{$SOCKETS.LISTEN.PORT.NOT_MATCHES}",
+    "{$SOCKETS.REMOTE.PORT.MATCHES}", "{$SOCKETS.REMOTE.PORT.NOT_MATCHES}",
+    "{$SOCKETS.ACCEPTQ.PCT.MAX}", "{$SOCKETS.ACCEPTQ.PERIOD}", "{$SOCKETS.PORT.CLOSE_WAIT.MAX}",
+    "{$SOCKETS.LISTEN_OVERFLOWS.MAX}", "{$SOCKETS.ORPHANS.PCT.WARN}", "{$SOCKETS.ORPHANS.PCT.HIGH}",
+    "{$SOCKETS.TW_BUCKETS.PCT.MAX}", "{$SOCKETS.EPHEMERAL.PCT.MAX}", "{$SOCKETS.CONNTRACK.PCT.MAX}",
+]
 
 # ---------------------------------------------------------------------------------------------
 # Dependent items: one row per number taken from the JSON. Columns:
@@ -202,14 +257,38 @@ DEPENDENT_HISTORY = "7d"
 DEPENDENT_TRENDS = "365d"
 MASTER_HISTORY = "1h"
 
-# Extra graphs besides the stacked "by state" one: name -> [(key, colour), ...]
-TOTALS_GRAPH = ("Sockets: totals", [("sockets.tcp[total]", "1A7C11"),
-                                     ("sockets.udp[total]", "2774A4")])
+# Extra graphs besides the stacked "by state" one: (name, [(key, colour), ...])
+EXTRA_GRAPHS = [
+    ("Sockets: totals", [("sockets.tcp[total]", "1A7C11"), ("sockets.udp[total]", "2774A4")]),
+    ("Sockets: listen queue drops per second", [
+        ("sockets.kernel[TcpExt_ListenOverflows]", "F63100"),
+        ("sockets.kernel[TcpExt_ListenDrops]", "A54F10"),
+        ("sockets.kernel[TcpExt_TCPReqQFullDrop]", "2774A4"),
+        ("sockets.kernel[TcpExt_TCPReqQFullDoCookies]", "1A7C11"),
+        ("sockets.kernel[TcpExt_SyncookiesSent]", "FC6EA3")]),
+    ("Sockets: TCP connections opened, failed and reset per second", [
+        ("sockets.kernel[Tcp_ActiveOpens]", "1A7C11"),
+        ("sockets.kernel[Tcp_PassiveOpens]", "2774A4"),
+        ("sockets.kernel[Tcp_AttemptFails]", "F63100"),
+        ("sockets.kernel[Tcp_EstabResets]", "A54F10"),
+        ("sockets.kernel[Tcp_OutRsts]", "6C59DC")]),
+    ("Sockets: kernel TCP socket counts", [
+        ("sockets.kernel[TCP_alloc]", "1A7C11"),
+        ("sockets.kernel[TCP_inuse]", "2774A4"),
+        ("sockets.kernel[TCP_tw]", "F230E0"),
+        ("sockets.kernel[TCP_orphan]", "F63100")]),
+    ("Sockets: TCP memory (pages)", [
+        ("sockets.kernel[TCP_mem]", "1A7C11"),
+        ("sockets.kernel[tcp_mem_pressure]", "FC6EA3"),
+        ("sockets.kernel[tcp_mem_max]", "F63100")]),
+]
 STATE_GRAPH_NAME = "Sockets by state"
 
 # ---------------------------------------------------------------------------------------------
-# Triggers. `expr` and the text use {T} for the template's technical name. `item` is the key the
-# trigger is attached to (its first item). `depends` names another trigger of the same table.
+# Triggers. `expr` and the text use {T} for the template's technical name. `item` (optional) is
+# the key the trigger is attached to; without it the keys come from `expr`: one key, the trigger
+# goes under that item; several, into the export's top-level `triggers`. `depends` names another
+# trigger of the same table. `id` makes the uuid: keep it when editing a trigger.
 TRIGGERS = [
     {
         "id": "close_wait_growing",
@@ -305,9 +384,554 @@ TRIGGERS = [
         "scope": "availability",
         "description": None,   # per template: TEMPLATES[...]["nodata_hint"]
     },
+    {
+        "id": "listen_overflows",
+        "expr": "avg(/{T}/sockets.kernel[TcpExt_ListenOverflows],5m)>{$SOCKETS.LISTEN_OVERFLOWS.MAX}",
+        "name": "Sockets: listen queue overflows (over {$SOCKETS.LISTEN_OVERFLOWS.MAX}/s on average for 5m)",
+        "opdata": "Current: {ITEM.LASTVALUE1}/s",
+        "priority": "WARNING",
+        "scope": "performance",
+        "description": (
+            "On average more than {$SOCKETS.LISTEN_OVERFLOWS.MAX} connections per second over 5 "
+            "minutes completed their handshake and found the accept queue of their listening port "
+            "full. The kernel dropped them; clients saw slow or failed connects. A service on "
+            "this host does not accept connections as fast as they arrive.\n"
+            "Where to look:\n"
+            "- Which port: the \"accept queue\" items of the listening ports discovery, or "
+            "`ss -ltn` (Recv-Q close to Send-Q).\n"
+            "- `nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtTCPReqQFullDrop` for the "
+            "counters right now.\n"
+            "- Then the program on that port: saturated workers, slow back ends, a backlog too "
+            "small for bursts (its listen() backlog and net.core.somaxconn)."
+        ),
+    },
+    {
+        "id": "orphans_high",
+        "expr": ("min(/{T}/sockets.kernel[TCP_orphan],5m)*100>"
+                 "last(/{T}/sockets.kernel[tcp_max_orphans])*{$SOCKETS.ORPHANS.PCT.HIGH}"),
+        "name": "Sockets: orphaned TCP sockets over {$SOCKETS.ORPHANS.PCT.HIGH}% of tcp_max_orphans",
+        "opdata": "Orphans: {ITEM.LASTVALUE1}, limit: {ITEM.LASTVALUE2}",
+        "priority": "HIGH",
+        "scope": "capacity",
+        "description": (
+            "For 5 minutes, more than {$SOCKETS.ORPHANS.PCT.HIGH}% of net.ipv4.tcp_max_orphans "
+            "TCP sockets have had no program attached (closed, still finishing with their peer). "
+            "For sockets already in trouble (retransmission timeouts, errors) the kernel checks "
+            "the orphan count doubled or quadrupled against the limit, so at this level it may "
+            "already be resetting connections and logging \"too many orphaned sockets\" or "
+            "\"out of socket memory\".\n"
+            "Where to look:\n"
+            "- `ss -Htan state fin-wait-1 state fin-wait-2 state last-ack state closing | awk "
+            "'{print $5}' | sort | uniq -c | sort -rn | head` for the peers (orphans are in these "
+            "states).\n"
+            "- `dmesg | grep -i -e orphan -e 'socket memory'`.\n"
+            "- Peers that stopped reading (FIN_WAIT1 with data queued) or vanished; "
+            "net.ipv4.tcp_orphan_retries and net.ipv4.tcp_fin_timeout shorten their life; raise "
+            "net.ipv4.tcp_max_orphans only with memory to spare (about 64 KiB each in the worst "
+            "case).\n"
+            "The numbers are kernel-wide: in containers every namespace counts."
+        ),
+    },
+    {
+        "id": "orphans_warn",
+        "expr": ("min(/{T}/sockets.kernel[TCP_orphan],5m)*100>"
+                 "last(/{T}/sockets.kernel[tcp_max_orphans])*{$SOCKETS.ORPHANS.PCT.WARN}"),
+        "name": "Sockets: orphaned TCP sockets over {$SOCKETS.ORPHANS.PCT.WARN}% of tcp_max_orphans",
+        "opdata": "Orphans: {ITEM.LASTVALUE1}, limit: {ITEM.LASTVALUE2}",
+        "priority": "WARNING",
+        "scope": "capacity",
+        "depends": "orphans_high",
+        "description": (
+            "For 5 minutes, more than {$SOCKETS.ORPHANS.PCT.WARN}% of net.ipv4.tcp_max_orphans "
+            "TCP sockets have had no program attached. For sockets already in trouble the kernel "
+            "checks the orphan count up to four times over against the limit, so a quarter of it "
+            "can already mean connections being reset.\n"
+            "Where to look:\n"
+            "- `ss -tan state fin-wait-1 state fin-wait-2 state last-ack state closing` for the "
+            "peers, `dmesg | grep -i orphan`.\n"
+            "- Peers that stopped reading or vanished; net.ipv4.tcp_orphan_retries, "
+            "net.ipv4.tcp_fin_timeout, net.ipv4.tcp_max_orphans.\n"
+            "The numbers are kernel-wide: in containers every namespace counts."
+        ),
+    },
+    {
+        "id": "tw_buckets",
+        "expr": ("min(/{T}/sockets.kernel[TCP_tw],5m)*100>="
+                 "last(/{T}/sockets.kernel[tcp_max_tw_buckets])*{$SOCKETS.TW_BUCKETS.PCT.MAX}"),
+        "name": "Sockets: TIME_WAIT at {$SOCKETS.TW_BUCKETS.PCT.MAX}% of tcp_max_tw_buckets",
+        "opdata": "TIME_WAIT: {ITEM.LASTVALUE1}, limit: {ITEM.LASTVALUE2}",
+        "priority": "WARNING",
+        "scope": "capacity",
+        "description": (
+            "For 5 minutes the kernel has held at least {$SOCKETS.TW_BUCKETS.PCT.MAX}% of "
+            "net.ipv4.tcp_max_tw_buckets TIME_WAIT sockets. At the limit, connections that close "
+            "skip TIME_WAIT (kernel log: \"TCP: time wait bucket table overflow\"), and late "
+            "packets of an old connection can then disturb a new one with the same ports.\n"
+            "Where to look:\n"
+            "- Which peers: `ss -Htan state time-wait | awk '{print $4}' | sort | uniq -c | sort "
+            "-rn | head`.\n"
+            "- Fewer short connections: keep-alive and connection pools in the programs that "
+            "close first.\n"
+            "- Sysctls: net.ipv4.tcp_max_tw_buckets (raise it if memory allows; each entry is "
+            "small), net.ipv4.tcp_tw_reuse for outgoing connections."
+        ),
+    },
+    {
+        "id": "ephemeral_pressure",
+        "expr": "min(/{T}/sockets.ephemeral[pressure_pct],5m)>={$SOCKETS.EPHEMERAL.PCT.MAX}",
+        "name": "Sockets: ephemeral ports towards one destination at {$SOCKETS.EPHEMERAL.PCT.MAX}% of the range",
+        "opdata": "Current: {ITEM.LASTVALUE1}%",
+        "priority": "AVERAGE",
+        "scope": "capacity",
+        "description": (
+            "For 5 minutes, connections from this host to a single remote address and port have "
+            "held at least {$SOCKETS.EPHEMERAL.PCT.MAX}% of the local ports in "
+            "net.ipv4.ip_local_port_range. When none is left, new connections to that "
+            "destination fail with \"cannot assign requested address\" even though the host is "
+            "otherwise idle.\n"
+            "Where to look:\n"
+            "- The item \"Ephemeral ports: busiest destination\" names the remote address and "
+            "port; `ss -tan dst ADDRESS:PORT | awk '{print $1}' | sort | uniq -c` shows in which "
+            "states the ports are held (usually TIME_WAIT).\n"
+            "- Reuse connections (keep-alive, pools) in the program that connects there.\n"
+            "- Sysctls: net.ipv4.ip_local_port_range (widen it), net.ipv4.tcp_tw_reuse; more "
+            "source or destination addresses also multiply the ports available."
+        ),
+    },
+    {
+        "id": "tcp_mem_pressure",
+        "expr": ("min(/{T}/sockets.kernel[TCP_mem],5m)>"
+                 "last(/{T}/sockets.kernel[tcp_mem_pressure])"),
+        "name": "Sockets: TCP memory above the tcp_mem pressure threshold",
+        "opdata": "Used: {ITEM.LASTVALUE1} pages, pressure at: {ITEM.LASTVALUE2} pages",
+        "priority": "AVERAGE",
+        "scope": "performance",
+        "description": (
+            "For 5 minutes the buffers of all TCP sockets have used more pages than the pressure "
+            "value of net.ipv4.tcp_mem. The kernel now shrinks socket buffers, which slows "
+            "transfers; at the max value it drops data and resets connections (\"out of socket "
+            "memory\" / TCPAbortOnMemory).\n"
+            "Where to look:\n"
+            "- `ss -Htn | sort -k2,2nr | head` and `ss -Htn | sort -k3,3nr | head` list the "
+            "sockets with the most unread (Recv-Q) and unsent (Send-Q) data, `ss -tmn` their "
+            "buffer memory: usually programs that do not read their sockets, or peers that do "
+            "not read theirs.\n"
+            "- `cat /proc/net/sockstat` (TCP mem) and `sysctl net.ipv4.tcp_mem "
+            "net.ipv4.tcp_rmem net.ipv4.tcp_wmem`.\n"
+            "- Raise net.ipv4.tcp_mem only if the host has the memory; the defaults scale with "
+            "RAM.\n"
+            "The numbers are kernel-wide: in containers every namespace counts."
+        ),
+    },
+    {
+        "id": "conntrack",
+        "expr": ("min(/{T}/sockets.kernel[nf_conntrack_count],5m)*100>"
+                 "last(/{T}/sockets.kernel[nf_conntrack_max])*{$SOCKETS.CONNTRACK.PCT.MAX}"),
+        "name": "Sockets: connection tracking table over {$SOCKETS.CONNTRACK.PCT.MAX}% full",
+        "opdata": "Entries: {ITEM.LASTVALUE1}, max: {ITEM.LASTVALUE2}",
+        "priority": "AVERAGE",
+        "scope": "capacity",
+        "description": (
+            "For 5 minutes netfilter's connection tracking table has held more than "
+            "{$SOCKETS.CONNTRACK.PCT.MAX}% of net.netfilter.nf_conntrack_max entries. When it is "
+            "full the kernel drops packets of new connections (kernel log: \"nf_conntrack: table "
+            "full, dropping packet\"), whatever the sockets look like.\n"
+            "Where to look:\n"
+            "- With the conntrack tool: `conntrack -S` (drop and insert_failed counters), "
+            "`conntrack -L | awk '{print $1}' | sort | uniq -c` (entries per protocol), "
+            "`conntrack -L -p tcp --dport PORT | wc -l` (one service).\n"
+            "- Many short connections or UDP flows; long timeouts "
+            "(net.netfilter.nf_conntrack_tcp_timeout_established, ..._time_wait, udp_timeout).\n"
+            "- Raise net.netfilter.nf_conntrack_max (and the hash size) if memory allows, or "
+            "exempt busy traffic from tracking (NOTRACK / notrack rules).\n"
+            "Stays unknown on hosts where nf_conntrack is not loaded."
+        ),
+    },
 ]
 
+# ---------------------------------------------------------------------------------------------
+# Kernel counters and limits: items `sockets.kernel[<name>]` from `$.kernel.<name>`.
+# Columns: name, item name, units, description. `KERNEL_COUNTERS` grow since boot and are stored
+# per second (CHANGE_PER_SECOND: the first value after a restart of the counter is discarded,
+# so a reboot or a new namespace does not show a negative spike); the others are stored as read.
+KERNEL_COUNTERS = [
+    ("Tcp_ActiveOpens", "Kernel TCP: connections opened per second", "",
+     "Connections this host started (a SYN sent by connect()), per second: the rate of outgoing "
+     "connections. A jump usually shows up in TIME_WAIT a minute later; clients that open a new "
+     "connection per request instead of reusing one are the common cause."),
+    ("Tcp_PassiveOpens", "Kernel TCP: connections accepted per second", "",
+     "Incoming connections whose handshake completed on a listening socket, per second: the rate "
+     "of new connections to the services on this host."),
+    ("Tcp_AttemptFails", "Kernel TCP: failed connection attempts per second", "",
+     "Connection attempts given up on (sockets that went from SYN_SENT or SYN_RECV back to CLOSED, "
+     "mostly because the other side answered with a reset), per second. A rise means this host "
+     "connects to ports where nothing listens, or to peers that refuse it."),
+    ("Tcp_EstabResets", "Kernel TCP: established connections reset per second", "",
+     "Connections in ESTABLISHED or CLOSE_WAIT that ended with a reset instead of a clean close, "
+     "per second. Peers or middleboxes (load balancers, firewalls with short idle timeouts) that "
+     "drop connections show up here."),
+    ("Tcp_InSegs", "Kernel TCP: segments received per second", "",
+     "TCP segments received, per second (errors included)."),
+    ("Tcp_OutSegs", "Kernel TCP: segments sent per second", "",
+     "TCP segments sent, per second (retransmissions not included)."),
+    ("Tcp_RetransSegs", "Kernel TCP: segments retransmitted per second", "",
+     "TCP segments sent again because no acknowledgement came in time, per second. Compared "
+     "with the segments sent it shows loss or congestion on the paths this host talks over "
+     "(`ss -ti` lists retransmits per connection)."),
+    ("Tcp_InErrs", "Kernel TCP: bad segments received per second", "",
+     "TCP segments received with errors (bad checksum, bad header), per second. Should stay near "
+     "0; a rise points at faulty NICs, drivers or offloading, or at a broken path."),
+    ("Tcp_OutRsts", "Kernel TCP: resets sent per second", "",
+     "Segments sent with the RST flag, per second: connections to closed ports refused, "
+     "connections aborted by this host. A rise together with failed attempts elsewhere often "
+     "means a service on this host is down while clients keep trying."),
+    ("Udp_InDatagrams", "Kernel UDP: datagrams received per second", "",
+     "UDP datagrams delivered to sockets, per second."),
+    ("Udp_NoPorts", "Kernel UDP: datagrams to closed ports per second", "",
+     "UDP datagrams that arrived for a port where no socket listens, per second (answered with "
+     "ICMP port unreachable). A steady rate points at a stopped UDP service or at scans."),
+    ("Udp_InErrors", "Kernel UDP: receive errors per second", "",
+     "UDP datagrams that could not be delivered, per second: bad checksums and full receive "
+     "buffers (the latter also in \"receive buffer errors\")."),
+    ("Udp_OutDatagrams", "Kernel UDP: datagrams sent per second", "",
+     "UDP datagrams sent, per second."),
+    ("Udp_RcvbufErrors", "Kernel UDP: receive buffer errors per second", "",
+     "UDP datagrams dropped because the receiving socket's buffer was full, per second: the "
+     "program reads too slowly for the traffic it gets. Look at `ss -uamn` (Recv-Q, skmem) and "
+     "the sysctls net.core.rmem_default, net.core.rmem_max; the program can raise SO_RCVBUF."),
+    ("Udp_SndbufErrors", "Kernel UDP: send buffer errors per second", "",
+     "UDP datagrams dropped on send because the socket's send buffer (or the device queue) was "
+     "full, per second. See net.core.wmem_default, net.core.wmem_max."),
+    ("TcpExt_SyncookiesSent", "Kernel TCP: SYN cookies sent per second", "",
+     "Answers to SYNs that carried a SYN cookie because a listener's SYN queue was full, per "
+     "second. The connections still work, with fewer TCP options. A steady rate means a SYN "
+     "flood or a listener that cannot keep up (net.ipv4.tcp_syncookies, "
+     "net.ipv4.tcp_max_syn_backlog)."),
+    ("TcpExt_SyncookiesRecv", "Kernel TCP: SYN cookies received per second", "",
+     "Valid SYN cookies that came back and became connections, per second."),
+    ("TcpExt_SyncookiesFailed", "Kernel TCP: invalid SYN cookies per second", "",
+     "ACKs that looked like SYN cookie answers but did not check out, per second."),
+    ("TcpExt_TW", "Kernel TCP: TIME_WAIT sockets finished per second", "",
+     "TIME_WAIT sockets that reached the end of their 60 seconds, per second: about the rate at "
+     "which this host closes connections first."),
+    ("TcpExt_ListenOverflows", "Kernel TCP: listen queue overflows per second", "",
+     "Completed handshakes that found the listener's accept queue full, per second. The kernel "
+     "drops the client's final ACK; the client sees a slow or failed connect. Which port: the "
+     "per-port accept queue items, or `ss -ltn` (Recv-Q near Send-Q)."),
+    ("TcpExt_ListenDrops", "Kernel TCP: listen drops per second", "",
+     "Connection requests dropped at a listener for any reason, per second: overflows of the "
+     "accept queue plus other drops (memory, no listener any more)."),
+    ("TcpExt_TCPTimeouts", "Kernel TCP: retransmission timeouts per second", "",
+     "Retransmission timers that expired, per second: segments for which no acknowledgement came "
+     "at all in time. Lost peers and heavily lossy paths raise it."),
+    ("TcpExt_TCPAbortOnData", "Kernel TCP: resets on data after close per second", "",
+     "Connections this host reset because data arrived after the program had closed its side, or "
+     "because the program closed with SO_LINGER set to 0, per second."),
+    ("TcpExt_TCPAbortOnClose", "Kernel TCP: resets on close with unread data per second", "",
+     "Connections this host reset because the program closed the socket while received data was "
+     "still unread, per second. Common with clients that stop reading a response early."),
+    ("TcpExt_TCPAbortOnMemory", "Kernel TCP: resets for lack of memory per second", "",
+     "Connections reset because TCP memory ran short or too many orphaned sockets existed, per "
+     "second (the kernel log says \"out of memory -- consider tuning tcp_mem\" or \"too many "
+     "orphaned sockets\"). Any value above 0 deserves a look at net.ipv4.tcp_mem and "
+     "net.ipv4.tcp_max_orphans."),
+    ("TcpExt_TCPAbortOnTimeout", "Kernel TCP: resets after timeout per second", "",
+     "Connections given up after too many retransmissions or unanswered keepalive probes, per "
+     "second: peers that vanished (net.ipv4.tcp_retries2, tcp_keepalive_*)."),
+    ("TcpExt_TCPAbortOnLinger", "Kernel TCP: FIN_WAIT2 sockets dropped per second", "",
+     "Closed sockets dropped in FIN_WAIT2 after net.ipv4.tcp_fin_timeout (or the program's "
+     "TCP_LINGER2) because the peer never closed its side, per second."),
+    ("TcpExt_TCPAbortFailed", "Kernel TCP: failed resets per second", "",
+     "Resets the kernel wanted to send but could not (no memory), per second. Should be 0."),
+    ("TcpExt_TCPReqQFullDoCookies", "Kernel TCP: SYN queue full, cookie sent per second", "",
+     "SYNs that arrived at a full SYN queue and were answered with a SYN cookie, per second."),
+    ("TcpExt_TCPReqQFullDrop", "Kernel TCP: SYN queue full, SYN dropped per second", "",
+     "SYNs dropped because a listener's SYN queue was full and SYN cookies were off or not "
+     "possible, per second: clients retry after 1 s, 3 s, ... (net.ipv4.tcp_syncookies, "
+     "net.ipv4.tcp_max_syn_backlog, the listen() backlog)."),
+]
+
+KERNEL_GAUGES = [
+    ("Tcp_CurrEstab", "Kernel TCP: connections in ESTABLISHED or CLOSE_WAIT", "",
+     "The kernel's own gauge of TCP connections in ESTABLISHED or CLOSE_WAIT in this network "
+     "namespace (what `ss -s` prints as \"estab\")."),
+    ("sockets_used", "Kernel: sockets in use", "",
+     "Sockets of every kind in use (TCP, UDP, UNIX, raw, netlink...), as /proc/net/sockstat "
+     "\"sockets: used\" shows them. A steady climb with flat TCP and UDP counts points at a "
+     "program leaking UNIX or other sockets."),
+    ("TCP_inuse", "Kernel TCP: IPv4 sockets in use", "",
+     "IPv4 TCP sockets in use in this network namespace, TIME_WAIT not included "
+     "(/proc/net/sockstat)."),
+    ("TCP6_inuse", "Kernel TCP: IPv6 sockets in use", "",
+     "IPv6 TCP sockets in use in this network namespace (/proc/net/sockstat6). Has no value on "
+     "hosts without IPv6."),
+    ("UDP_inuse", "Kernel UDP: IPv4 sockets in use", "",
+     "IPv4 UDP sockets in use in this network namespace (/proc/net/sockstat)."),
+    ("UDP6_inuse", "Kernel UDP: IPv6 sockets in use", "",
+     "IPv6 UDP sockets in use in this network namespace (/proc/net/sockstat6). Has no value on "
+     "hosts without IPv6."),
+    ("TCP_orphan", "Kernel TCP: orphaned sockets", "",
+     "TCP sockets no program holds any more (closed, still finishing their goodbye with the "
+     "peer), for the whole kernel, every namespace included. The kernel starts killing them when "
+     "their number passes net.ipv4.tcp_max_orphans (or a half or quarter of it when memory is "
+     "tight)."),
+    ("TCP_tw", "Kernel TCP: TIME_WAIT sockets (kernel count)", "",
+     "TIME_WAIT sockets by the kernel's own count (/proc/net/sockstat \"tw\"), the number "
+     "net.ipv4.tcp_max_tw_buckets limits."),
+    ("TCP_alloc", "Kernel TCP: sockets allocated", "",
+     "TCP sockets allocated in any state, orphans included, for the whole kernel."),
+    ("TCP_mem", "Kernel TCP: memory used (pages)", "",
+     "Memory held by the buffers of all TCP sockets, in pages (usually 4 KiB), for the whole "
+     "kernel. Compared with net.ipv4.tcp_mem: above its pressure value the kernel shrinks "
+     "buffers, above its max value it refuses memory to sockets."),
+]
+
+# Limits: read from /proc/sys; they change only when an admin changes them, so unchanged values
+# are stored once an hour. Same columns.
+KERNEL_LIMITS = [
+    ("tcp_max_tw_buckets", "Kernel limit: net.ipv4.tcp_max_tw_buckets", "",
+     "The most TIME_WAIT sockets the kernel keeps; beyond it closing connections skip TIME_WAIT "
+     "(kernel log: \"TCP: time wait bucket table overflow\")."),
+    ("somaxconn", "Kernel limit: net.core.somaxconn", "",
+     "The cap on the backlog any program can ask for in listen(); the accept queue of a port "
+     "never gets longer than this."),
+    ("ip_local_port_range_low", "Kernel limit: ephemeral ports, first", "",
+     "The first local port the kernel hands out to outgoing connections "
+     "(net.ipv4.ip_local_port_range)."),
+    ("ip_local_port_range_high", "Kernel limit: ephemeral ports, last", "",
+     "The last local port the kernel hands out to outgoing connections "
+     "(net.ipv4.ip_local_port_range)."),
+    ("nf_conntrack_count", "Kernel: connections tracked by netfilter", "",
+     "Entries in the netfilter connection tracking table (net.netfilter.nf_conntrack_count), "
+     "a count, not a limit, but read with the limits. Has no value where the nf_conntrack "
+     "module is not loaded."),
+    ("nf_conntrack_max", "Kernel limit: net.netfilter.nf_conntrack_max", "",
+     "Size of the connection tracking table; when it is full the kernel drops new connections "
+     "(\"nf_conntrack: table full, dropping packet\"). Has no value where the nf_conntrack "
+     "module is not loaded."),
+    ("tcp_max_orphans", "Kernel limit: net.ipv4.tcp_max_orphans", "",
+     "The most orphaned TCP sockets the kernel allows (kernel-wide). Has no value when "
+     "zabbix-sockets cannot read the host's /proc/sys (some containers)."),
+    ("tcp_mem_min", "Kernel limit: net.ipv4.tcp_mem low (pages)", "",
+     "Below this many pages of TCP buffer memory the kernel does not restrain sockets."),
+    ("tcp_mem_pressure", "Kernel limit: net.ipv4.tcp_mem pressure (pages)", "",
+     "Above this many pages of TCP buffer memory the kernel enters memory pressure and shrinks "
+     "socket buffers, which slows connections down."),
+    ("tcp_mem_max", "Kernel limit: net.ipv4.tcp_mem max (pages)", "",
+     "The most pages of memory TCP buffers may use; at this point new data is dropped and "
+     "connections get reset."),
+]
+
+# Keys the kernel section leaves out on some hosts (module not loaded, IPv6 off, kernel-wide
+# files not readable from a container): their JSONPath failure is discarded, so the items stay
+# supported and simply get no value.
+KERNEL_OPTIONAL = {"TCP6_inuse", "UDP6_inuse", "nf_conntrack_count", "nf_conntrack_max",
+                   "tcp_max_orphans", "tcp_mem_min", "tcp_mem_pressure", "tcp_mem_max"}
+LIMIT_HEARTBEAT = "1h"
+
+# Ephemeral ports: items `sockets.ephemeral[<name>]` from `$.ephemeral.<name>`.
+# Columns: name, item name, value type, units, description.
+EPHEMERAL_ITEMS = [
+    ("pressure_pct", "Ephemeral ports: pressure", "UNSIGNED", "%",
+     "The most local ports held towards one remote address and port, as a percentage of the "
+     "ephemeral port range. Every connection to the same destination needs its own local port; "
+     "at 100% new connections to that destination fail with \"cannot assign requested "
+     "address\" (EADDRNOTAVAIL)."),
+    ("busiest_sockets", "Ephemeral ports: most used towards one destination", "UNSIGNED", "",
+     "How many sockets (TIME_WAIT included) hold a local port from the ephemeral range towards "
+     "the busiest remote address and port."),
+    ("busiest_remote", "Ephemeral ports: busiest destination", "CHAR", "",
+     "The remote address:port that holds the most ephemeral ports (empty when no connection "
+     "uses the range)."),
+    ("range_size", "Ephemeral ports: range size", "UNSIGNED", "",
+     "Number of ports in net.ipv4.ip_local_port_range."),
+]
+
+# ---------------------------------------------------------------------------------------------
+# Low-level discovery. Each rule is DEPENDENT on sockets.stats and reads its rows by JSONPath;
+# unchanged rows are passed on once an hour only, so discovery runs when ports come or go.
+# Prototype columns: field, name (after "Port {#PORT}: "), units, graph colour or None,
+# description. JSONPath of a prototype: `<base>["{#PORT}"].<field>`; when the port has gone from
+# the document (the service stopped) the value becomes 0, not an error, so its triggers resolve
+# and the items stay supported until the discovery lifetime removes them.
+LLD_HEARTBEAT = "1h"
+LLD_LIFETIME = "7d"
+
+LISTEN_PROTOTYPES = [
+    ("established", "inbound ESTABLISHED", "", "A54F10",
+     "Connections to this port that are open both ways (ss: ESTAB, local port {#PORT}), "
+     "including those the kernel has accepted but the program has not taken yet."),
+    ("syn_recv", "inbound SYN_RECV", "", "2774A4",
+     "Connection requests to this port half-way through the handshake (ss: SYN-RECV)."),
+    ("fin_wait1", "inbound FIN_WAIT1", "", "FC6EA3",
+     "Connections to this port that the service closed, waiting for the client to acknowledge."),
+    ("fin_wait2", "inbound FIN_WAIT2", "", "AC8C14",
+     "Connections to this port that the service closed, waiting for the client to close too."),
+    ("time_wait", "inbound TIME_WAIT", "", "F230E0",
+     "Connections to this port that the service closed first, in their 60 seconds of TIME_WAIT."),
+    ("close_wait", "inbound CLOSE_WAIT", "", "6C59DC",
+     "Connections to this port that the client closed and the service has not: they stay until "
+     "the service closes them. A growing number here is a connection leak in the program "
+     "behind this port."),
+    ("last_ack", "inbound LAST_ACK", "", "611F27",
+     "Connections to this port closed by both sides, waiting for the client's last "
+     "acknowledgement."),
+    ("closing", "inbound CLOSING", "", "5CCD18",
+     "Connections to this port where both sides closed at once (ss: CLOSING)."),
+    ("total", "inbound connections", "", None,
+     "All connections whose local port is {#PORT}, in any state (the listening sockets "
+     "themselves not included)."),
+    ("accept_queue", "accept queue", "", None,
+     "Connections the kernel has completed for this port that the program has not accept()ed "
+     "yet, summed over its listening sockets (`ss -ltn` Recv-Q)."),
+    ("backlog", "backlog", "", None,
+     "The longest accept queue the listening sockets of this port may have: the program's "
+     "listen() backlog, capped by net.core.somaxconn (`ss -ltn` Send-Q). 0 when the counts come "
+     "from /proc, which does not show it."),
+    ("accept_queue_pct", "accept queue, % of backlog", "%", None,
+     "The accept queue as a percentage of the backlog. At 100% the kernel starts dropping "
+     "completed handshakes for this port (listen queue overflows). 0 when the backlog is "
+     "unknown."),
+    ("listeners", "listening sockets", "", None,
+     "Listening sockets on this port (more than one with dual-stack or SO_REUSEPORT services). "
+     "0 means nothing listens on {#PORT} any more."),
+]
+
+REMOTE_PROTOTYPES = [
+    ("established", "outbound ESTABLISHED", "", "A54F10",
+     "Connections from this host to remote port {#PORT} that are open both ways."),
+    ("syn_sent", "outbound SYN_SENT", "", "F63100",
+     "Connection attempts to remote port {#PORT} that have no answer yet: a count that stays up "
+     "means the service behind it is down or filtered."),
+    ("fin_wait1", "outbound FIN_WAIT1", "", "FC6EA3",
+     "Connections to remote port {#PORT} this host closed, waiting for the acknowledgement."),
+    ("fin_wait2", "outbound FIN_WAIT2", "", "AC8C14",
+     "Connections to remote port {#PORT} this host closed, waiting for the server to close."),
+    ("time_wait", "outbound TIME_WAIT", "", "F230E0",
+     "Connections to remote port {#PORT} this host closed first, in TIME_WAIT. Each holds a "
+     "local port for 60 seconds: a high count means new connections per request instead of "
+     "a pool."),
+    ("close_wait", "outbound CLOSE_WAIT", "", "6C59DC",
+     "Connections the server on remote port {#PORT} closed that the local program has not: a "
+     "client or pool that does not notice closed connections."),
+    ("last_ack", "outbound LAST_ACK", "", "611F27",
+     "Connections to remote port {#PORT} closed by both sides, waiting for the last "
+     "acknowledgement."),
+    ("closing", "outbound CLOSING", "", "5CCD18",
+     "Connections to remote port {#PORT} where both sides closed at once."),
+    ("total", "outbound connections", "", None,
+     "All connections from this host to remote port {#PORT}, in any state."),
+]
+
+DISCOVERY_RULES = [
+    {
+        "id": "listen",
+        "key": "sockets.listen.discovery",
+        "name": "Listening TCP ports discovery",
+        "rows": "$.listen_discovery",
+        "base": "$.listen",
+        "item_key": "sockets.listen[{#PORT},%s]",
+        "item_name": "Port {#PORT}: %s",
+        "prototypes": LISTEN_PROTOTYPES,
+        "macros": ("{$SOCKETS.LISTEN.PORT.MATCHES}", "{$SOCKETS.LISTEN.PORT.NOT_MATCHES}"),
+        "description": (
+            "One row per local TCP port something listens on (all addresses and listening "
+            "sockets of a port together; {#ADDRESSES} lists the addresses). Creates items for the "
+            "port's accept queue, backlog and the states of connections to it. Leave ports out "
+            "with {$SOCKETS.LISTEN.PORT.MATCHES} and {$SOCKETS.LISTEN.PORT.NOT_MATCHES} "
+            "(regular expressions on the port number), e.g. NOT_MATCHES ^(22|111)$; thresholds "
+            "per port with macro context, e.g. {$SOCKETS.ACCEPTQ.PCT.MAX:\"8080\"}."
+        ),
+        "tags": [("component", "network"), ("port", "{#PORT}"), ("direction", "inbound")],
+        "graphs": [
+            ("by_state", "Port {#PORT}: inbound connections by state", "STACKED", None),
+            ("queue", "Port {#PORT}: accept queue and backlog", None,
+             [("accept_queue", "F63100"), ("backlog", "1A7C11")]),
+        ],
+    },
+    {
+        "id": "remote",
+        "key": "sockets.remote.discovery",
+        "name": "Remote service ports discovery",
+        "rows": "$.remote_discovery",
+        "base": "$.remote",
+        "item_key": "sockets.remote[{#PORT},%s]",
+        "item_name": "Remote port {#PORT}: %s",
+        "prototypes": REMOTE_PROTOTYPES,
+        "macros": ("{$SOCKETS.REMOTE.PORT.MATCHES}", "{$SOCKETS.REMOTE.PORT.NOT_MATCHES}"),
+        "description": (
+            "One row per watched remote service port (zabbix-sockets --remote-ports, by default "
+            "5432, 3306, 6379, 443, 80): outgoing connections from this host to that port, by "
+            "state. Leave ports out with {$SOCKETS.REMOTE.PORT.MATCHES} and "
+            "{$SOCKETS.REMOTE.PORT.NOT_MATCHES}."
+        ),
+        "tags": [("component", "network"), ("port", "{#PORT}"), ("direction", "outbound")],
+        "graphs": [
+            ("by_state", "Remote port {#PORT}: outbound connections by state", "STACKED", None),
+        ],
+    },
+]
+
+# Trigger prototypes, per discovery rule id. Same fields as TRIGGERS; {T} is the template name.
+TRIGGER_PROTOTYPES = {
+    "listen": [
+        {
+            "id": "accept_queue_full",
+            "expr": ("min(/{T}/sockets.listen[{#PORT},accept_queue_pct],{$SOCKETS.ACCEPTQ.PERIOD})"
+                     ">{$SOCKETS.ACCEPTQ.PCT.MAX:\"{#PORT}\"}"),
+            "name": ("Port {#PORT}: accept queue over {$SOCKETS.ACCEPTQ.PCT.MAX:\"{#PORT}\"}% of "
+                     "its backlog for {$SOCKETS.ACCEPTQ.PERIOD}"),
+            "opdata": "Queue: {ITEM.LASTVALUE1}% of the backlog",
+            "priority": "AVERAGE",
+            "scope": "performance",
+            "description": (
+                "The program listening on port {#PORT} ({#ADDRESSES}) has not taken new "
+                "connections off its accept queue fast enough for {$SOCKETS.ACCEPTQ.PERIOD}: the "
+                "queue has stayed above {$SOCKETS.ACCEPTQ.PCT.MAX:\"{#PORT}\"}% of the backlog. "
+                "Once it is full, the kernel drops further completed handshakes; clients see "
+                "connect timeouts and retries of 1 s, 3 s and more.\n"
+                "Where to look:\n"
+                "- `ss -ltnp 'sport = :{#PORT}'`: Recv-Q is the queue, Send-Q the backlog, and "
+                "the process that owns it.\n"
+                "- Is the program stuck or saturated (all workers busy, a slow back end, a "
+                "blocked event loop)? Its own metrics and logs, CPU, `top -H -p PID`.\n"
+                "- `nstat -az TcpExtListenOverflows TcpExtListenDrops` counts the drops.\n"
+                "- A short queue for a bursty service: raise the program's listen() backlog and "
+                "net.core.somaxconn (the cap on it) together.\n"
+                "To change the threshold for this port only, set "
+                "{$SOCKETS.ACCEPTQ.PCT.MAX:\"{#PORT}\"} on the host."
+            ),
+        },
+        {
+            "id": "port_close_wait",
+            "expr": ("min(/{T}/sockets.listen[{#PORT},close_wait],5m)"
+                     ">{$SOCKETS.PORT.CLOSE_WAIT.MAX:\"{#PORT}\"}"),
+            "name": ("Port {#PORT}: over {$SOCKETS.PORT.CLOSE_WAIT.MAX:\"{#PORT}\"} connections in "
+                     "CLOSE_WAIT for 5m"),
+            "opdata": "Current: {ITEM.LASTVALUE1}",
+            "priority": "WARNING",
+            "scope": "capacity",
+            "description": (
+                "More than {$SOCKETS.PORT.CLOSE_WAIT.MAX:\"{#PORT}\"} connections to port "
+                "{#PORT} have been in CLOSE_WAIT for 5 minutes: their clients hung up, and the "
+                "service behind the port has not closed its end. Only the service can close "
+                "them, so they pile up until it runs out of file descriptors or workers.\n"
+                "Where to look:\n"
+                "- `ss -tanp state close-wait '( sport = :{#PORT} )'` shows the process and the "
+                "clients.\n"
+                "- Usually a code path that returns without closing the connection (error "
+                "handling, timeouts); restarting the service only clears them for a while.\n"
+                "To change the threshold for this port only, set "
+                "{$SOCKETS.PORT.CLOSE_WAIT.MAX:\"{#PORT}\"} on the host."
+            ),
+        },
+    ],
+    "remote": [],
+}
+
 ITEM_TAGS = [("component", "network")]
+KERNEL_TAGS = [("component", "kernel")]
+EPHEMERAL_TAGS = [("component", "ephemeral-ports")]
 MASTER_TAGS = [("component", "raw")]
 TEMPLATE_TAGS = [("class", "os"), ("target", "linux")]
 
@@ -325,26 +949,137 @@ def tags(pairs):
     return [{"tag": t, "value": v} for t, v in pairs]
 
 
+_KEY_REF = re.compile(r"/\{T\}/([a-z0-9_.]+(?:\[[^\]]*\])?)")
+
+
+def trigger_items(expr):
+    """Item keys a trigger expression refers to, in order of first use."""
+    keys = []
+    for k in _KEY_REF.findall(expr):
+        if k not in keys:
+            keys.append(k)
+    return keys
+
+
+def build_trigger(t, table, sub, uid, kind, description=None):
+    """One trigger (or trigger prototype) in export layout."""
+    out = {"uuid": uid(kind, t["id"]), "expression": sub(t["expr"]), "name": t["name"]}
+    if t.get("opdata"):
+        out["opdata"] = t["opdata"]
+    out["priority"] = t["priority"]
+    out["description"] = t["description"] if t["description"] is not None else description
+    if t["priority"] != "INFO" and t["id"] != "nodata":
+        out["manual_close"] = "YES"
+    if t.get("depends"):
+        d = table[t["depends"]]
+        out["dependencies"] = [{"name": d["name"], "expression": sub(d["expr"])}]
+    out["tags"] = tags([("scope", t["scope"])])
+    return out
+
+
+def dependent_item(uuid, name, key, path, description, tag_pairs, value_type=None, units=None,
+                   per_second=False, error_handler=None, heartbeat=None, history=DEPENDENT_HISTORY,
+                   trends=DEPENDENT_TRENDS):
+    it = {"uuid": uuid, "name": name, "type": "DEPENDENT", "key": key, "delay": "0",
+          "history": history, "trends": "0" if value_type == "CHAR" else trends}
+    if value_type:
+        it["value_type"] = value_type
+    if units:
+        it["units"] = units
+    it["description"] = description
+    step = {"type": "JSONPATH", "parameters": [path]}
+    if error_handler:
+        step["error_handler"] = error_handler[0]
+        if len(error_handler) > 1:
+            step["error_handler_params"] = error_handler[1]
+    steps = [step]
+    if per_second:
+        steps.append({"type": "CHANGE_PER_SECOND", "parameters": [""]})
+    if heartbeat:
+        steps.append({"type": "DISCARD_UNCHANGED_HEARTBEAT", "parameters": [heartbeat]})
+    it["preprocessing"] = steps
+    it["master_item"] = {"key": MASTER_KEY}
+    it["tags"] = tags(tag_pairs)
+    return it
+
+
+def kernel_rows():
+    """(name, item name, units, description, kind) for every kernel item, in YAML order."""
+    return ([r + ("counter",) for r in KERNEL_COUNTERS] + [r + ("gauge",) for r in KERNEL_GAUGES]
+            + [r + ("limit",) for r in KERNEL_LIMITS])
+
+
+def graph_items(name, keys_colours):
+    out = []
+    for i, (key, colour) in enumerate(keys_colours):
+        g = {}
+        if i:
+            g["sortorder"] = str(i)
+        g["color"] = colour
+        g["item"] = {"host": name, "key": key}
+        out.append(g)
+    return out
+
+
+def build_discovery(rule, name, sub, uid):
+    proto_triggers = {t["id"]: t for t in TRIGGER_PROTOTYPES[rule["id"]]}
+    triggers_by_key = {}
+    for t in TRIGGER_PROTOTYPES[rule["id"]]:
+        keys = trigger_items(t["expr"])
+        assert len(keys) == 1, f"trigger prototype {t['id']} must use one item, uses {keys}"
+        triggers_by_key.setdefault(keys[0], []).append(
+            build_trigger(t, proto_triggers, sub, uid, "trigger_prototype"))
+    prototypes = []
+    for field, iname, units, _colour, desc in rule["prototypes"]:
+        key = rule["item_key"] % field
+        it = dependent_item(uid("item_prototype", key), rule["item_name"] % iname, key,
+                            f'{rule["base"]}["{{#PORT}}"].{field}', desc, rule["tags"],
+                            units=units, error_handler=("CUSTOM_VALUE", "0"))
+        if key in triggers_by_key:
+            it["trigger_prototypes"] = triggers_by_key.pop(key)
+        prototypes.append(it)
+    assert not triggers_by_key, f"trigger prototypes on unknown items: {list(triggers_by_key)}"
+    matches, not_matches = rule["macros"]
+    out = {"uuid": uid("discovery", rule["key"]), "name": rule["name"], "type": "DEPENDENT",
+           "key": rule["key"], "delay": "0",
+           "filter": {"evaltype": "AND", "conditions": [
+               {"macro": "{#PORT}", "value": matches, "formulaid": "A"},
+               {"macro": "{#PORT}", "value": not_matches, "operator": "NOT_MATCHES_REGEX",
+                "formulaid": "B"}]},
+           "lifetime": LLD_LIFETIME, "description": rule["description"],
+           "item_prototypes": prototypes}
+    graphs = []
+    for gid, gname, gtype, keys in rule["graphs"]:
+        if keys is None:        # every prototype with a colour, stacked
+            keys = [(f, c) for f, _n, _u, c, _d in rule["prototypes"] if c]
+        g = {"uuid": uid("graph_prototype", f'{rule["id"]}/{gid}'), "name": gname}
+        if gtype:
+            g["type"] = gtype
+        g["graph_items"] = graph_items(name, [(rule["item_key"] % f, c) for f, c in keys])
+        graphs.append(g)
+    out["graph_prototypes"] = graphs
+    out["master_item"] = {"key": MASTER_KEY}
+    out["preprocessing"] = [{"type": "JSONPATH", "parameters": [rule["rows"]]},
+                            {"type": "DISCARD_UNCHANGED_HEARTBEAT", "parameters": [LLD_HEARTBEAT]}]
+    return out
+
+
 def build_template(tpl):
+    """(template, top-level triggers) of one template in export layout."""
     slug, name = tpl["slug"], tpl["name"]
     sub = lambda s: s.replace("{T}", name)
     uid = lambda kind, ident: stable_uuid(slug, kind, ident)
 
     triggers_by_item = {}
+    top_triggers = []
     trig_by_id = {t["id"]: t for t in TRIGGERS}
     for t in TRIGGERS:
-        out = {"uuid": uid("trigger", t["id"]), "expression": sub(t["expr"]), "name": t["name"]}
-        if t.get("opdata"):
-            out["opdata"] = t["opdata"]
-        out["priority"] = t["priority"]
-        out["description"] = t["description"] if t["description"] is not None else tpl["nodata_hint"]
-        if t["priority"] != "INFO" and t["id"] != "nodata":
-            out["manual_close"] = "YES"
-        if t.get("depends"):
-            d = trig_by_id[t["depends"]]
-            out["dependencies"] = [{"name": d["name"], "expression": sub(d["expr"])}]
-        out["tags"] = tags([("scope", t["scope"])])
-        triggers_by_item.setdefault(t["item"], []).append(out)
+        out = build_trigger(t, trig_by_id, sub, uid, "trigger", tpl["nodata_hint"])
+        keys = [t["item"]] if "item" in t else trigger_items(t["expr"])
+        if len(keys) == 1:
+            triggers_by_item.setdefault(keys[0], []).append(out)
+        else:                   # several items: Zabbix exports these after the templates
+            top_triggers.append(out)
 
     m = tpl["master"]
     master = {"uuid": uid("item", MASTER_KEY), "name": m["name"], "type": m["type"],
@@ -355,64 +1090,72 @@ def build_template(tpl):
     items = [master]
     for key, path, iname, _colour, desc in ITEMS:
         proto = key.split(".")[1].split("[")[0]
-        it = {"uuid": uid("item", key), "name": iname, "type": "DEPENDENT", "key": key,
-              "delay": "0", "history": DEPENDENT_HISTORY, "trends": DEPENDENT_TRENDS,
-              "description": desc,
-              "preprocessing": [{"type": "JSONPATH", "parameters": [path]}],
-              "master_item": {"key": MASTER_KEY},
-              "tags": tags(ITEM_TAGS + [("protocol", proto)])}
-        if key in triggers_by_item:
-            it["triggers"] = triggers_by_item.pop(key)
-        items.append(it)
+        items.append(dependent_item(uid("item", key), iname, key, path, desc,
+                                    ITEM_TAGS + [("protocol", proto)]))
+    for kname, iname, units, desc, kind in kernel_rows():
+        key = f"sockets.kernel[{kname}]"
+        items.append(dependent_item(
+            uid("item", key), iname, key, f"$.kernel.{kname}", desc,
+            KERNEL_TAGS + [("kernel", kind)],
+            value_type="FLOAT" if kind == "counter" else None, units=units,
+            per_second=kind == "counter",
+            error_handler=("DISCARD_VALUE",) if kname in KERNEL_OPTIONAL else None,
+            heartbeat=LIMIT_HEARTBEAT if kind == "limit" else None))
+    for ename, iname, vtype, units, desc in EPHEMERAL_ITEMS:
+        key = f"sockets.ephemeral[{ename}]"
+        items.append(dependent_item(uid("item", key), iname, key, f"$.ephemeral.{ename}", desc,
+                                    EPHEMERAL_TAGS, value_type=None if vtype == "UNSIGNED" else vtype,
+                                    units=units))
+    for it in items:
+        if it["key"] in triggers_by_item:
+            it["triggers"] = triggers_by_item.pop(it["key"])
     assert not triggers_by_item, f"triggers on unknown items: {list(triggers_by_item)}"
+    known = {it["key"] for it in items}
+    for t in top_triggers:
+        missing = [k for k in trigger_items(t["expression"].replace(name, "{T}")) if k not in known]
+        assert not missing, f"trigger {t['name']} uses unknown items {missing}"
 
     description = (
-        f"Counts of TCP sockets per state and of UDP sockets on a Linux host, collected by "
-        f"zabbix-sockets (one netlink sock_diag dump per run, the same numbers as `ss -tan` / "
-        f"`ss -uan` give).\n\n{tpl['how']}\n\n"
-        f"Thresholds and timing are user macros; override them per host.\n\n"
+        f"Socket statistics of a Linux host, collected by zabbix-sockets in one pass over the "
+        f"kernel's sockets (netlink sock_diag; the same numbers as `ss -tan` / `ss -uan` give): "
+        f"TCP sockets per state and UDP sockets; per listening port its accept queue, backlog "
+        f"and connections by state (discovery); outgoing connections per watched service port "
+        f"(discovery); use of the ephemeral port range; the kernel's TCP/UDP counters (per "
+        f"second) and the limits sockets run into (tcp_max_orphans, tcp_max_tw_buckets, tcp_mem, "
+        f"nf_conntrack_max, somaxconn).\n\n{tpl['how']}\n\n"
+        f"Thresholds, periods and discovery filters are user macros; override them per host, "
+        f"and per port with macro context (e.g. {{$SOCKETS.ACCEPTQ.PCT.MAX:\"8080\"}}).\n\n"
         f"Template version: {TEMPLATE_VERSION}"
     )
     out = {"uuid": uid("template", "template"), "template": name, "name": name,
            "description": description, "groups": [{"name": GROUP["name"]}], "items": items,
+           "discovery_rules": [build_discovery(r, name, sub, uid) for r in DISCOVERY_RULES],
            "tags": tags(TEMPLATE_TAGS),
            "macros": [{"macro": mname, "value": MACROS[mname][0], "description": MACROS[mname][1]}
-                      for mname in tpl["macros"]]}
-    return out
+                      for mname in tpl["macros"] + COMMON_MACROS]}
+    return out, top_triggers
 
 
 def build_graphs(tpl):
     slug, name = tpl["slug"], tpl["name"]
     graphs = []
     state_items = [(k, c) for k, _p, _n, c, _d in ITEMS if c]
-    gi = []
-    for i, (key, colour) in enumerate(state_items):
-        g = {}
-        if i:
-            g["sortorder"] = str(i)
-        g["color"] = colour
-        g["item"] = {"host": name, "key": key}
-        gi.append(g)
     graphs.append({"uuid": stable_uuid(slug, "graph", STATE_GRAPH_NAME), "name": STATE_GRAPH_NAME,
-                   "type": "STACKED", "graph_items": gi})
-    gname, gitems = TOTALS_GRAPH
-    gi = []
-    for i, (key, colour) in enumerate(gitems):
-        g = {}
-        if i:
-            g["sortorder"] = str(i)
-        g["color"] = colour
-        g["item"] = {"host": name, "key": key}
-        gi.append(g)
-    graphs.append({"uuid": stable_uuid(slug, "graph", gname), "name": gname, "graph_items": gi})
+                   "type": "STACKED", "graph_items": graph_items(name, state_items)})
+    for gname, gitems in EXTRA_GRAPHS:
+        graphs.append({"uuid": stable_uuid(slug, "graph", gname), "name": gname,
+                       "graph_items": graph_items(name, gitems)})
     return graphs
 
 
 def build_export(tpl):
-    return {"zabbix_export": {"version": "6.0", "date": EXPORT_DATE,
-                              "groups": [dict(GROUP)],
-                              "templates": [build_template(tpl)],
-                              "graphs": build_graphs(tpl)}}
+    template, top_triggers = build_template(tpl)
+    export = {"version": "6.0", "date": EXPORT_DATE, "groups": [dict(GROUP)],
+              "templates": [template]}
+    if top_triggers:
+        export["triggers"] = top_triggers
+    export["graphs"] = build_graphs(tpl)
+    return {"zabbix_export": export}
 
 
 # ---------------------------------------------------------------------------------------------
