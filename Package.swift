@@ -7,6 +7,7 @@ import PackageDescription
 //   CZlib          - the system zlib
 //   ZabbixProtocol - ZBXD framing, sender messages, agent config; pure values over bytes, knows nothing of sockets
 //   ZabbixSender   - SwiftNIO client: one frame out, one reply back; ServerActive clusters and entries
+//   ZabbixPush     - the push daemon: schedule, on-disk buffer, delivery with retries; knows nothing of sockets
 //   zabbix-sockets - the command line that wires them together
 //   sockdiag-floor - the benchmark's floor: the same netlink dumps in minimal C, only counting
 //   DurableQueue   - on-disk record buffer (segments, consumers, crash recovery); knows nothing of Zabbix
@@ -22,6 +23,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     ],
     targets: [
@@ -43,13 +46,29 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
             ]
         ),
+        .target(
+            name: "ZabbixPush",
+            dependencies: [
+                "ZabbixProtocol",
+                "ZabbixSender",
+                "DurableQueue",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "zabbix-sockets",
             dependencies: [
                 "SocketStats",
                 "ZabbixProtocol",
                 "ZabbixSender",
+                "ZabbixPush",
+                "DurableQueue",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
@@ -70,5 +89,6 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: []),
         .target(name: "DurableQueue"),
         .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue"]),
+        .testTarget(name: "ZabbixPushTests", dependencies: ["ZabbixPush", "ZabbixProtocol"]),
     ]
 )

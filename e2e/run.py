@@ -53,6 +53,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "templates"))
 import zbxapi  # noqa: E402
+import test_psk  # noqa: E402
 import generate as tplgen  # noqa: E402  (the templates' tables: which items exist, of what kind)
 
 AGENT_TEMPLATE = "Linux sockets by Zabbix agent"
@@ -1400,6 +1401,8 @@ def main():
     if args.pattern:
         loader.testNamePatterns = [f"*{args.pattern}*"]
     suite = loader.loadTestsFromTestCase(E2E)
+    # PSK first: E2E's teardown stops the environment under --down.
+    suite = unittest.TestSuite([test_psk.load(loader, Config), suite])
     t0 = time.monotonic()
     class Result(unittest.TextTestResult):
         passed = 0

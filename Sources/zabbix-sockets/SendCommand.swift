@@ -38,7 +38,12 @@ struct SendCommand: AsyncParsableCommand {
     var verbose = false
 
     func run() async throws {
-        let target = try sender.resolve()
+        let target: SenderFlags.Resolved
+        do {
+            target = try sender.resolve()
+        } catch let error as SenderFlags.SettingsError {
+            throw fail(error.description)
+        }
         let collectedAt = WallClock.now()
         let snapshot = try collection.collect()
         let batches = classic
@@ -150,18 +155,6 @@ struct SendReport {
     func printReplies(to fd: Int32) {
         for reply in replies { writeLine(reply, to: fd) }
         writeLine("sent: \(sent); skipped: 0; total: \(total)", to: fd)
-    }
-}
-
-/// Seconds and nanoseconds since the epoch, as Zabbix's clock and ns fields take them.
-struct WallClock {
-    var seconds: Int
-    var nanoseconds: Int
-
-    static func now() -> WallClock {
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        return WallClock(seconds: time.tv_sec, nanoseconds: time.tv_nsec)
     }
 }
 

@@ -9,7 +9,7 @@ import Musl
 #endif
 
 /// zabbix_sender's flags, with its names and meanings: where values go and for which host.
-struct SenderFlags: ParsableArguments {
+struct SenderFlags: ParsableArguments, Sendable {
     @Option(name: [.customShort("c"), .long], help: ArgumentHelp(
         "Zabbix agent config file: ServerActive (every entry gets the data, `;` clusters fail over), Hostname, TLS settings.",
         valueName: "file"
@@ -53,6 +53,13 @@ struct SenderFlags: ParsableArguments {
         if port == 0 { throw ValidationError("--port must be 1-65535") }
     }
 
+    /// A setting that cannot be used, worded for the admin; `send` prints it and exits 1, the
+    /// daemon logs it (and keeps its previous settings on SIGHUP).
+    struct SettingsError: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
     /// Where to send and as which host, after reading the config file if one was given.
     struct Resolved {
         var destinations: [ServerCluster]
@@ -75,7 +82,7 @@ struct SenderFlags: ParsableArguments {
                 configTLS = agentConfig.senderTLSParameters
             } catch {
                 // Every call above throws AgentConfigError only.
-                throw fail(error.description)
+                throw SettingsError("\(error)")
             }
         }
         let psk = try resolvePSK(configFile: configTLS)
@@ -83,11 +90,11 @@ struct SenderFlags: ParsableArguments {
             let node: ZabbixAddress
             do {
                 guard let parsed = try ServerCluster.parseList(zabbixServer).first, parsed.nodes.count == 1 else {
-                    throw fail("--zabbix-server \"\(zabbixServer)\": give one server")
+                    throw SettingsError("--zabbix-server \"\(zabbixServer)\": give one server")
                 }
                 node = parsed.nodes[0]
             } catch let error as AgentConfigError.Reason {
-                throw fail("--zabbix-server \"\(zabbixServer)\": \(error)")
+                throw SettingsError("--zabbix-server \"\(zabbixServer)\": \(error)")
             }
             let cluster = ServerCluster(nodes: [ZabbixAddress(host: node.host, port: port ?? node.port)])
             if destinations.isEmpty { destinations = [cluster] } else { destinations[0] = cluster }
@@ -95,10 +102,10 @@ struct SenderFlags: ParsableArguments {
             destinations[0].nodes = destinations[0].nodes.map { ZabbixAddress(host: $0.host, port: port) }
         }
         guard !destinations.isEmpty else {
-            throw fail("no Zabbix server: give --zabbix-server, or --config with a ServerActive line")
+            throw SettingsError("no Zabbix server: give --zabbix-server, or --config with a ServerActive line")
         }
         guard let host = host ?? configHost ?? Self.systemHostname() else {
-            throw fail("no host name: give --host, or --config with a Hostname line")
+            throw SettingsError("no host name: give --host, or --config with a Hostname line")
         }
         return Resolved(destinations: destinations, host: host, timeoutSeconds: timeout, psk: psk)
     }
@@ -114,13 +121,13 @@ struct SenderFlags: ParsableArguments {
         do {
             mode = try flags.filled(from: configFile).mode()
         } catch {
-            throw fail("\(error)")
+            throw SettingsError("\(error)")
         }
         switch mode {
         case .unencrypted:
             return nil
         case .certificate:
-            throw fail("""
+            throw SettingsError("""
                 TLS with certificates ("TLSConnect" or "--tls-connect" cert) is not supported by zabbix-sockets; \
                 use psk. Nothing was sent (not unencrypted either)
                 """)
@@ -129,10 +136,10 @@ struct SenderFlags: ParsableArguments {
             do {
                 psk = try PreSharedKey.load(identity: identity, file: file)
             } catch {
-                throw fail("\(error)")
+                throw SettingsError("\(error)")
             }
             guard identity.utf8.count <= ZabbixSenderClient.maximumPSKIdentityBytes else {
-                throw fail("""
+                throw SettingsError("""
                     PSK identity of \(identity.utf8.count) bytes: zabbix-sockets (BoringSSL) sends at most \
                     \(ZabbixSenderClient.maximumPSKIdentityBytes); use a shorter identity on the host and here
                     """)

@@ -15,7 +15,7 @@ struct ZabbixSockets: AsyncParsableCommand {
         Counts every socket of every TCP state (and UDP) in one netlink dump per address family,
         the way `ss` does, and hands the counts to Zabbix as one JSON document for a master item.
         """,
-        subcommands: [StatsCommand.self, SendCommand.self],
+        subcommands: [StatsCommand.self, SendCommand.self, RunCommand.self],
         defaultSubcommand: nil
     )
 }

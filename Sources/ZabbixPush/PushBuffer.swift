@@ -1,0 +1,99 @@
+import DurableQueue
+import Logging
+import ZabbixProtocol
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The daemon's on-disk buffer of sender values, with the sender session that goes with it: a
+/// session token and the next value id live in the buffer's state, so a restarted daemon
+/// continues the session and the server can drop what it already has (reference section 5).
+actor PushBuffer {
+    private let queue: DurableQueue
+    private let logger: Logger
+    /// 32 lowercase hex digits, made once per buffer.
+    let session: String
+    private var nextID: UInt64
+
+    init(directory: String, limits: QueueLimits, consumers: [String], logger: Logger) throws {
+        self.logger = logger
+        queue = try DurableQueue(directory: directory, limits: limits, consumers: consumers, onEvent: { event in
+            switch event {
+            case .corruptionSkipped(let region):
+                logger.warning("buffer: skipped \(region.length) corrupt bytes at \(region.file) offset \(region.offset) (\(region.reason)); the records around them are kept")
+            case .stateRecovered(let path, let recovery):
+                logger.warning("buffer: state file \(path) \(recovery); delivery restarts from the oldest buffered value")
+            case .recordsDropped(let count, let reason):
+                logger.warning("buffer: dropped the \(count) oldest undelivered values (\(reason == .byteLimit ? "buffer full" : "older than the age limit"))")
+            }
+        })
+        session = queue.state["session"] ?? Self.newSessionToken()
+        nextID = queue.state["next_id"].flatMap { UInt64($0) } ?? 1
+        queue.state["session"] = session
+        try queue.saveState()
+    }
+
+    /// Stamps `values` with the next ids and stores them; when this returns they survive a crash.
+    func append(_ values: [SenderValue], timestamp: Int64) throws {
+        guard !values.isEmpty else { return }
+        var stamped = values
+        for index in stamped.indices {
+            stamped[index].id = nextID
+            nextID += 1
+        }
+        // Ids are reserved before the values are written: after a crash an id may be skipped,
+        // never reused, because the server drops any id at or below the last it saw.
+        queue.state["next_id"] = String(nextID)
+        try queue.saveState()
+        try queue.append(stamped.map(BufferedValue.encode), timestamp: timestamp)
+    }
+
+    /// Up to `limit` of the oldest values of `host` not yet acknowledged by `consumer`, and the
+    /// sequence to acknowledge once they are delivered (it also covers other hosts' values,
+    /// which other consumers deliver).
+    func read(consumer: String, host: String, limit: Int) throws -> (values: [SenderValue], through: UInt64?) {
+        var values: [SenderValue] = []
+        var through: UInt64?
+        // Other hosts' records are skipped; bound the reads so that a large backlog of theirs
+        // is walked in steps, not all at once.
+        for _ in 0..<64 {
+            let records = try queue.read(consumer: consumer, limit: limit)
+            guard let last = records.last else { break }
+            for record in records {
+                through = record.sequence
+                do {
+                    let value = try BufferedValue.decode(record.payload)
+                    if value.host == host { values.append(value) }
+                } catch {
+                    logger.warning("buffer: record \(record.sequence) is unreadable (\(error)); skipped")
+                }
+                if values.count == limit { return (values, through) }
+            }
+            if !values.isEmpty { break }
+            try queue.acknowledge(consumer: consumer, through: last.sequence)
+        }
+        return (values, through)
+    }
+
+    func acknowledge(consumer: String, through sequence: UInt64) throws {
+        try queue.acknowledge(consumer: consumer, through: sequence)
+    }
+
+    func pending(consumer: String) -> Int { queue.stats.pendingByConsumer[consumer] ?? 0 }
+
+    func stats() -> QueueStats { queue.stats }
+
+    func forget(consumer: String) throws { try queue.removeConsumer(consumer) }
+
+    func enforceLimits() throws { try queue.enforceLimits() }
+
+    func close() { queue.close() }
+
+    private static func newSessionToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in String(UInt8.random(in: 0..<16, using: &generator), radix: 16) }.joined()
+    }
+}

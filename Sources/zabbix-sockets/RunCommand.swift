@@ -1,0 +1,125 @@
+import ArgumentParser
+import DurableQueue
+import Logging
+import ServiceLifecycle
+import SocketStats
+import Synchronization
+import ZabbixProtocol
+import ZabbixPush
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Collect every interval and push to Zabbix, keeping what could not be sent in an on-disk buffer.",
+        discussion: """
+        For hosts without a Zabbix agent. Collects on the wall clock's multiples of --interval, stamps
+        each value with its collection time, and delivers the buffer oldest first to every ServerActive
+        entry (or --zabbix-server), retrying with backoff while a server is away. A kill -9, a reboot or a
+        Zabbix outage leaves no hole: the buffer survives them, and the sender session kept with it lets
+        the server drop values it already has. SIGTERM/SIGINT deliver what they can within
+        --shutdown-seconds and exit 0; SIGHUP re-reads --config. Logs go to stderr, one line per event.
+        """
+    )
+
+    @OptionGroup var sender: SenderFlags
+    @OptionGroup var collection: CollectionFlags
+
+    @Option(help: ArgumentHelp("Seconds between collections (fractions allowed).", valueName: "seconds"))
+    var interval: Double = 60
+
+    @Option(help: ArgumentHelp("Directory of the on-disk buffer (created, mode 0700).", valueName: "dir"))
+    var bufferDir: String = "/var/lib/zabbix-sockets"
+
+    @Option(help: ArgumentHelp("Largest buffer in MiB; when full, the oldest values go first.", valueName: "MiB"))
+    var bufferMaxMib: Int = 64
+
+    @Option(help: ArgumentHelp("Oldest value kept in the buffer, in hours.", valueName: "hours"))
+    var bufferMaxAgeHours: Int = 24 * 7
+
+    @Option(name: .customLong("netns-host"), help: ArgumentHelp(
+        "Also collect in network namespace NETNS (name or path) and send it as Zabbix host HOST; repeatable.",
+        valueName: "netns=host"
+    ))
+    var namespaceHosts: [String] = []
+
+    @Option(help: ArgumentHelp("How long SIGTERM waits for pending values to go out.", valueName: "seconds"))
+    var shutdownSeconds: Int = 10
+
+    @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard interval >= 0.01, interval <= 86400 else { throw ValidationError("--interval must be 0.01-86400 seconds") }
+        guard bufferMaxMib >= 2 else { throw ValidationError("--buffer-max-mib must be at least 2") }
+        guard bufferMaxAgeHours >= 1 else { throw ValidationError("--buffer-max-age-hours must be at least 1") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \"\(logLevel)\" is not a level") }
+        _ = try extraTargets()
+    }
+
+    /// --netns-host entries as (namespace, host).
+    private func extraTargets() throws -> [(netns: String, host: String)] {
+        try namespaceHosts.map { entry in
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw ValidationError("--netns-host \"\(entry)\": expected NETNS=HOST")
+            }
+            return (parts[0], parts[1])
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "zabbix-sockets")
+        let extra = try extraTargets()
+        let options = try collection.options()
+        let schedule = PushSchedule(intervalNanoseconds: Int64((interval * 1e9).rounded()))
+
+        let sender = self.sender
+        let settings: @Sendable () throws -> PushSettings = {
+            let resolved = try sender.resolve()
+            return PushSettings(
+                destinations: resolved.destinations, hosts: [resolved.host] + extra.map(\.host), schedule: schedule,
+                timeoutSeconds: resolved.timeoutSeconds, psk: resolved.psk)
+        }
+        let initial: PushSettings
+        do {
+            initial = try settings()
+        } catch let error as SenderFlags.SettingsError {
+            throw fail(error.description)
+        }
+
+        let namespaces = Dictionary(extra.map { ($0.host, $0.netns) }, uniquingKeysWith: { first, _ in first })
+        let failures = Mutex(RefusalLog())
+        let source: PushDaemon.Source = { settings, clock, ns in
+            settings.hosts.compactMap { host in
+                var hostOptions = options
+                if let netns = namespaces[host] { hostOptions.netns = netns }
+                do {
+                    let snapshot = try hostOptions.collect()
+                    if failures.withLock({ $0.accepted(host) }) { logger.info("collecting for \(host) works again") }
+                    return SenderValue(host: host, key: "sockets.stats", value: StatsDocument.json(snapshot), clock: clock, ns: ns)
+                } catch {
+                    if failures.withLock({ $0.refused(host) }) { logger.error("cannot collect for \(host): \(error)") }
+                    return nil
+                }
+            }
+        }
+        let daemon: PushDaemon
+        do {
+            daemon = try PushDaemon(
+                settings: initial, bufferDirectory: bufferDir,
+                limits: QueueLimits(maxTotalBytes: bufferMaxMib << 20, maxAgeSeconds: Int64(bufferMaxAgeHours) * 3600),
+                shutdownDeadlineSeconds: shutdownSeconds, logger: logger, source: source, reload: settings)
+        } catch {
+            throw fail("buffer \(bufferDir): \(error)")
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: daemon)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
