@@ -41,6 +41,22 @@ struct CollectionOptions {
             let limits = wantsPorts || wantsKernel
                 ? try kernelTable { () throws(KernelTableError) in try SocketLimits.read(SocketLimits.perNamespace, procRoot: root) }
                 : KernelCounters()
+            // The kernel's tables before the sockets: the netlink socket the count opens is in
+            // sockstat's "sockets: used" until the kernel frees it, an RCU grace period after close.
+            var kernel: KernelCounters?
+            if wantsKernel {
+                var tables = KernelCounters()
+                for (file, parse) in [("snmp", SNMPCounters.parseWatched), ("netstat", SNMPCounters.parseWatched),
+                                      ("sockstat", Sockstat.parse), ("sockstat6", Sockstat.parse)] {
+                    let path = netDirectory + "/" + file
+                    if let table = try kernelTable({ () throws(KernelTableError) in try readKernelTable(path, missingIsNil: file == "sockstat6", parse) }) {
+                        tables.values += table.values
+                    }
+                }
+                tables.values += limits.values
+                for wide in kernelWide?.values ?? [] where tables[wide.name] == nil { tables.values.append(wide) }
+                kernel = tables
+            }
             var snapshot: Snapshot
             if wantsPorts {
                 var breakdown = PortBreakdown(remotePorts: remotePorts, ephemeralRange: SocketLimits.ephemeralRange(from: limits))
@@ -51,19 +67,7 @@ struct CollectionOptions {
                 let source = try SocketCollector.collect(into: &counts, from: effectiveSource, procDirectory: netDirectory)
                 snapshot = Snapshot(source: source, counts: counts)
             }
-            if wantsKernel {
-                var kernel = KernelCounters()
-                for (file, parse) in [("snmp", SNMPCounters.parseWatched), ("netstat", SNMPCounters.parseWatched),
-                                      ("sockstat", Sockstat.parse), ("sockstat6", Sockstat.parse)] {
-                    let path = netDirectory + "/" + file
-                    if let table = try kernelTable({ () throws(KernelTableError) in try readKernelTable(path, missingIsNil: file == "sockstat6", parse) }) {
-                        kernel.values += table.values
-                    }
-                }
-                kernel.values += limits.values
-                for wide in kernelWide?.values ?? [] where kernel[wide.name] == nil { kernel.values.append(wide) }
-                snapshot.kernel = kernel
-            }
+            snapshot.kernel = kernel
             return snapshot
         }
         guard let netns else { return try collectHere() }
