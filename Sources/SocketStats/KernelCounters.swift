@@ -13,6 +13,13 @@ public struct KernelCounters: Equatable, Sendable {
 
     public subscript(name: String) -> Int64? { values.first { $0.name == name }?.value }
 
+    /// These values, then those of `other` whose names are not here yet.
+    public func merging(_ other: KernelCounters) -> KernelCounters {
+        var merged = self
+        for value in other.values where self[value.name] == nil { merged.values.append(value) }
+        return merged
+    }
+
     public static func == (a: KernelCounters, b: KernelCounters) -> Bool {
         a.values.elementsEqual(b.values) { $0.name == $1.name && $0.value == $1.value }
     }
@@ -108,14 +115,14 @@ public enum SocketLimits {
     /// Reads `files`; a file that does not exist (module not loaded, not the host namespace)
     /// is left out. Several numbers in one file become name_min/_pressure/_max (tcp_mem) or
     /// name_low/_high (ip_local_port_range).
-    public static func read(_ files: [(name: String, path: String)], procRoot: String = "/proc") throws(KernelTableError) -> KernelCounters {
+    public static func read(_ files: [(name: String, path: String)], procRoot: String = "/proc") throws(CollectorError) -> KernelCounters {
         var counters = KernelCounters()
         for file in files {
             let path = procRoot + "/" + file.path
-            guard let text = try readSmallFile(path, missingIsNil: true) else { continue }
+            guard let text = try readSmallFile(path, missingIsNil: true).get() else { continue }
             let numbers = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map { Int64($0) }
             guard !numbers.isEmpty, numbers.allSatisfy({ $0 != nil }) else {
-                throw KernelTableError(path: path, reason: "expected numbers, read \"\(text)\"")
+                throw .kernelTable(KernelTableError(path: path, reason: "expected numbers, read \"\(text)\""))
             }
             let suffixes: [String] = switch numbers.count {
             case 1: [""]
@@ -137,36 +144,53 @@ public enum SocketLimits {
     }
 }
 
-/// Reads a /proc or /proc/sys file whole (they are small and generated at open).
-func readSmallFile(_ path: String, missingIsNil: Bool) throws(KernelTableError) -> String? {
+/// The kernel's counter tables of the calling thread's network namespace.
+public enum KernelTables {
+    /// /proc/net/snmp, netstat, sockstat and sockstat6 (absent when IPv6 is off) in `netDirectory`.
+    public static func read(netDirectory: String) throws(CollectorError) -> KernelCounters {
+        var counters = KernelCounters()
+        let tables: [(file: String, optional: Bool, parse: (String) throws(KernelTableError) -> KernelCounters)] = [
+            ("snmp", false, { text throws(KernelTableError) in try SNMPCounters.parse(text) }),
+            ("netstat", false, { text throws(KernelTableError) in try SNMPCounters.parse(text) }),
+            ("sockstat", false, Sockstat.parse),
+            ("sockstat6", true, Sockstat.parse),
+        ]
+        for table in tables {
+            let path = netDirectory + "/" + table.file
+            guard let text = try readSmallFile(path, missingIsNil: table.optional).get() else { continue }
+            do {
+                counters.values += try table.parse(text).values
+            } catch {
+                throw .kernelTable(KernelTableError(path: path, reason: error.reason))
+            }
+        }
+        return counters
+    }
+}
+
+/// Reads a /proc or /proc/sys file whole (they are small and generated at open); nil when it
+/// does not exist and `missingIsNil`.
+func readSmallFile(_ path: String, missingIsNil: Bool) -> Result<String?, CollectorError> {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     if fd < 0 {
         let error = errno
-        if missingIsNil && error == ENOENT { return nil }
-        throw KernelTableError(path: path, reason: describeErrno(error))
+        if missingIsNil && error == ENOENT { return .success(nil) }
+        return .failure(.kernelTable(KernelTableError(path: path, reason: describeErrno(error))))
     }
     defer { close(fd) }
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+    var interruptions = 0
     // /proc/net/netstat is about 4 KiB; 1 MiB means something is wrong.
     while bytes.count < 1 << 20 {
         let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
         if count < 0 {
-            if errno == EINTR { continue }
-            throw KernelTableError(path: path, reason: describeErrno(errno))
+            interruptions += 1
+            if errno == EINTR && interruptions < 100 { continue }
+            return .failure(.kernelTable(KernelTableError(path: path, reason: describeErrno(errno))))
         }
         if count == 0 { break }
         bytes += chunk[0..<count]
     }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-/// Reads and parses a kernel table, naming the file in any error.
-public func readKernelTable(_ path: String, missingIsNil: Bool = false, _ parse: (String) throws(KernelTableError) -> KernelCounters) throws(KernelTableError) -> KernelCounters? {
-    guard let text = try readSmallFile(path, missingIsNil: missingIsNil) else { return nil }
-    do {
-        return try parse(text)
-    } catch {
-        throw KernelTableError(path: path, reason: error.reason)
-    }
+    return .success(String(decoding: bytes, as: UTF8.self))
 }

@@ -33,42 +33,24 @@ struct CollectionOptions {
         let netDirectory = procRoot.map { $0 + "/net" } ?? ProcNetCollector.liveDirectory
         let wantsPorts = sections.contains(.ports)
         let wantsKernel = sections.contains(.kernel)
-
         // Kernel-wide limits are visible only from the host's namespace: read them before entering.
-        let kernelWide = wantsKernel ? try kernelTable { () throws(KernelTableError) in try SocketLimits.read(SocketLimits.kernelWide, procRoot: root) } : nil
+        let kernelWide = wantsKernel ? try SocketLimits.read(SocketLimits.kernelWide, procRoot: root) : KernelCounters()
 
         func collectHere() throws(CollectorError) -> Snapshot {
             let limits = wantsPorts || wantsKernel
-                ? try kernelTable { () throws(KernelTableError) in try SocketLimits.read(SocketLimits.perNamespace, procRoot: root) }
-                : KernelCounters()
+                ? try SocketLimits.read(SocketLimits.perNamespace, procRoot: root) : KernelCounters()
             // The kernel's tables before the sockets: the netlink socket the count opens is in
             // sockstat's "sockets: used" until the kernel frees it, an RCU grace period after close.
-            var kernel: KernelCounters?
-            if wantsKernel {
-                var tables = KernelCounters()
-                for (file, parse) in [("snmp", SNMPCounters.parseWatched), ("netstat", SNMPCounters.parseWatched),
-                                      ("sockstat", Sockstat.parse), ("sockstat6", Sockstat.parse)] {
-                    let path = netDirectory + "/" + file
-                    if let table = try kernelTable({ () throws(KernelTableError) in try readKernelTable(path, missingIsNil: file == "sockstat6", parse) }) {
-                        tables.values += table.values
-                    }
-                }
-                tables.values += limits.values
-                for wide in kernelWide?.values ?? [] where tables[wide.name] == nil { tables.values.append(wide) }
-                kernel = tables
-            }
-            var snapshot: Snapshot
+            let kernel = wantsKernel
+                ? try KernelTables.read(netDirectory: netDirectory).merging(limits).merging(kernelWide) : nil
             if wantsPorts {
                 var breakdown = PortBreakdown(remotePorts: remotePorts, ephemeralRange: SocketLimits.ephemeralRange(from: limits))
                 let source = try SocketCollector.collect(into: &breakdown, from: effectiveSource, procDirectory: netDirectory)
-                snapshot = Snapshot(source: source, counts: breakdown.counts, ports: breakdown)
-            } else {
-                var counts = SocketCounts()
-                let source = try SocketCollector.collect(into: &counts, from: effectiveSource, procDirectory: netDirectory)
-                snapshot = Snapshot(source: source, counts: counts)
+                return Snapshot(source: source, counts: breakdown.counts, ports: breakdown, kernel: kernel)
             }
-            snapshot.kernel = kernel
-            return snapshot
+            var counts = SocketCounts()
+            let source = try SocketCollector.collect(into: &counts, from: effectiveSource, procDirectory: netDirectory)
+            return Snapshot(source: source, counts: counts, kernel: kernel)
         }
         guard let netns else { return try collectHere() }
         return try NetworkNamespace(netns).run(collectHere)
@@ -76,16 +58,4 @@ struct CollectionOptions {
 
     /// --proc-root reads fixture files, so it implies the /proc source.
     private var effectiveSource: SourcePreference { procRoot == nil ? source : .proc }
-
-    private func kernelTable<T>(_ read: () throws(KernelTableError) -> T) throws(CollectorError) -> T {
-        do {
-            return try read()
-        } catch {
-            throw .kernelTable(error)
-        }
-    }
-}
-
-extension SNMPCounters {
-    static func parseWatched(_ text: String) throws(KernelTableError) -> KernelCounters { try parse(text) }
 }
