@@ -54,6 +54,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "templates"))
 import zbxapi  # noqa: E402
 import test_psk  # noqa: E402
+import test_daemon  # noqa: E402
 import generate as tplgen  # noqa: E402  (the templates' tables: which items exist, of what kind)
 
 AGENT_TEMPLATE = "Linux sockets by Zabbix agent"
@@ -1401,8 +1402,8 @@ def main():
     if args.pattern:
         loader.testNamePatterns = [f"*{args.pattern}*"]
     suite = loader.loadTestsFromTestCase(E2E)
-    # PSK first: E2E's teardown stops the environment under --down.
-    suite = unittest.TestSuite([test_psk.load(loader, Config), suite])
+    # PSK and the push daemon first: E2E's teardown stops the environment under --down.
+    suite = unittest.TestSuite([test_psk.load(loader, Config), test_daemon.load(loader, Config), suite])
     t0 = time.monotonic()
     class Result(unittest.TextTestResult):
         passed = 0

@@ -3,7 +3,9 @@ import ZabbixProtocol
 /// A sender value as the daemon keeps it in its on-disk buffer: little-endian fields, lengths
 /// before strings, so that decoding checks every length against what is there.
 ///
-///     version u8 | clock i64 | ns i32 | id u64 | host u16+bytes | key u16+bytes | value u32+bytes
+///     version u8 | clock i64 | ns i32 | host u16+bytes | key u16+bytes | value u32+bytes
+///
+/// No id: the push buffer sends each value with its record's sequence number as id.
 public enum BufferedValue {
     static let version: UInt8 = 1
 
@@ -16,7 +18,6 @@ public enum BufferedValue {
         var bytes: [UInt8] = [version]
         append(Int64(value.clock ?? 0), to: &bytes)
         append(Int32(value.ns ?? 0), to: &bytes)
-        append(value.id ?? 0, to: &bytes)
         for (text, width) in [(value.host, 2), (value.key, 2), (value.value, 4)] {
             let utf8 = Array(text.utf8)
             if width == 2 { append(UInt16(clamping: utf8.count), to: &bytes) } else { append(UInt32(clamping: utf8.count), to: &bytes) }
@@ -30,12 +31,11 @@ public enum BufferedValue {
         guard try reader.integer(UInt8.self) == version else { throw DecodingError(reason: "unknown version \(bytes[0])") }
         let clock = try reader.integer(Int64.self)
         let ns = try reader.integer(Int32.self)
-        let id = try reader.integer(UInt64.self)
         let host = try reader.string(length: Int(try reader.integer(UInt16.self)))
         let key = try reader.string(length: Int(try reader.integer(UInt16.self)))
         let value = try reader.string(length: Int(try reader.integer(UInt32.self)))
         guard reader.offset == bytes.count else { throw DecodingError(reason: "\(bytes.count - reader.offset) trailing bytes") }
-        return SenderValue(host: host, key: key, value: value, clock: Int(clock), ns: Int(ns), id: id)
+        return SenderValue(host: host, key: key, value: value, clock: Int(clock), ns: Int(ns))
     }
 
     private static func append<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {

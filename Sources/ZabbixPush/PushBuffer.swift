@@ -8,15 +8,24 @@ import Glibc
 import Musl
 #endif
 
-/// The daemon's on-disk buffer of sender values, with the sender session that goes with it: a
-/// session token and the next value id live in the buffer's state, so a restarted daemon
-/// continues the session and the server can drop what it already has (reference section 5).
+/// The daemon's on-disk buffer of sender values, with the sender session that goes with it: the
+/// session token lives in the buffer's state and each value's id is its record's sequence number,
+/// so a restarted daemon continues the session and the server can drop what it already has
+/// (reference section 5).
+///
+/// Sequence numbers are never reused, not even when the state file is lost (the segments carry
+/// the counter), and they rise in the order values are read and sent: per host and session the
+/// ids rise, as the server needs. (A counter kept in the state file restarted at 1 with a new
+/// session when that file was lost, while the buffered values kept their old, higher ids: the
+/// server then dropped every new value as a repeat until the counter caught up.)
 actor PushBuffer {
     private let queue: DurableQueue
     private let logger: Logger
-    /// 32 lowercase hex digits, made once per buffer.
+    /// 32 lowercase hex digits, made once per buffer (again if its state file is lost).
     let session: String
-    private var nextID: UInt64
+    /// Ids at or below this were in the buffer when it was opened: an earlier process may have
+    /// sent them already.
+    let resumedThrough: UInt64
 
     init(directory: String, limits: QueueLimits, consumers: [String], logger: Logger) throws {
         self.logger = logger
@@ -31,24 +40,15 @@ actor PushBuffer {
             }
         })
         session = queue.state["session"] ?? Self.newSessionToken()
-        nextID = queue.state["next_id"].flatMap { UInt64($0) } ?? 1
         queue.state["session"] = session
         try queue.saveState()
+        resumedThrough = queue.stats.nextSequence - 1
     }
 
-    /// Stamps `values` with the next ids and stores them; when this returns they survive a crash.
+    /// Stores `values`; when this returns they survive a crash. Their ids are assigned by `read`.
     func append(_ values: [SenderValue], timestamp: Int64) throws {
         guard !values.isEmpty else { return }
-        var stamped = values
-        for index in stamped.indices {
-            stamped[index].id = nextID
-            nextID += 1
-        }
-        // Ids are reserved before the values are written: after a crash an id may be skipped,
-        // never reused, because the server drops any id at or below the last it saw.
-        queue.state["next_id"] = String(nextID)
-        try queue.saveState()
-        try queue.append(stamped.map(BufferedValue.encode), timestamp: timestamp)
+        try queue.append(values.map(BufferedValue.encode), timestamp: timestamp)
     }
 
     /// Up to `limit` of the oldest values of `host` not yet acknowledged by `consumer`, and the
@@ -65,7 +65,8 @@ actor PushBuffer {
             for record in records {
                 through = record.sequence
                 do {
-                    let value = try BufferedValue.decode(record.payload)
+                    var value = try BufferedValue.decode(record.payload)
+                    value.id = record.sequence
                     if value.host == host { values.append(value) }
                 } catch {
                     logger.warning("buffer: record \(record.sequence) is unreadable (\(error)); skipped")

@@ -91,7 +91,9 @@ public final class PushDaemon: Service {
             }
         }
         let stats = await buffer.stats()
-        logger.info("stopped: \(stats.storedRecords) values still buffered, \(stats.droppedRecords) dropped since the buffer was made")
+        // storedRecords also counts delivered values whose segment is not deleted yet.
+        let undelivered = stats.pendingByConsumer.values.max() ?? 0
+        logger.info("stopped: \(undelivered) values not yet delivered, \(stats.droppedRecords) dropped since the buffer was made")
         await buffer.close()
     }
 
@@ -176,9 +178,10 @@ public final class PushDaemon: Service {
         var random = SystemRandomNumberGenerator()
         var problems = RefusalLog()
         var deadline: Int64?
-        // Values sent before a restart may reach the server twice; it drops those by id and
-        // counts them as failed, which is not a refusal.
-        var mayRepeatEarlierDelivery = true
+        // Ids at or below this may have reached the server already: sent by an earlier process,
+        // or by this one when the reply was lost. The server drops such repeats by id and counts
+        // them as failed, which is not a refusal.
+        var sentThrough = buffer.resumedThrough
         let idle = min(settings.schedule.intervalNanoseconds, 1_000_000_000)
         let destination = cluster.nodes.map(\.description).joined(separator: ";")
 
@@ -217,6 +220,8 @@ public final class PushDaemon: Service {
             }
             let delivery = await client.send(frame, to: cluster)
             cluster = delivery.cluster
+            let mayRepeat = (batch.values.first?.id ?? 0) <= sentThrough
+            sentThrough = max(sentThrough, batch.values.last?.id ?? 0)
             let failure: String? = switch delivery.result {
             case .failure(let error): error.description
             case .success(let response) where response.status == .failed:
@@ -246,15 +251,14 @@ public final class PushDaemon: Service {
             let keys = Set(batch.values.map(\.key)).sorted().joined(separator: ", ")
             let cause = "refused"
             if let tally, tally.failed > 0 {
-                if mayRepeatEarlierDelivery {
-                    logger.info("\(destination): \(tally.failed) of \(tally.total) values for \(consumer.host) not taken, likely already delivered before the restart (the server drops repeated ids)")
+                if mayRepeat {
+                    logger.info("\(destination): \(tally.failed) of \(tally.total) values for \(consumer.host) not taken, likely delivered before (by an earlier start, or a reply was lost; the server drops repeated ids)")
                 } else if problems.refused(cause) {
                     logger.warning("\(destination) refused \(tally.failed) of \(tally.total) values for host \"\(consumer.host)\" (\(keys)): does the host exist with trapper items of these keys, enabled, not monitored by a proxy? Values keep flowing and are taken once it does; this is logged once until then")
                 }
             } else if problems.accepted(cause) {
                 logger.info("\(destination) takes values for host \"\(consumer.host)\" again")
             }
-            mayRepeatEarlierDelivery = false
             do {
                 try await buffer.acknowledge(consumer: consumer.name, through: through)
             } catch {
