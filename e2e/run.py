@@ -113,9 +113,7 @@ class Config:
 
 
 # ------------------------------------------------------------------------------------------ env
-def zabbix_env(*args, timeout=900):
-    return subprocess.run([os.path.join(ROOT, "scripts", "zabbix-env"), *args], check=True,
-                          timeout=timeout, stdout=subprocess.PIPE, text=True).stdout
+zabbix_env = zbxapi.zabbix_env
 
 
 def read_env():

@@ -69,9 +69,7 @@ def load(loader, config):
     return loader.loadTestsFromTestCase(PSKTests)
 
 
-def zabbix_env(*args, timeout=900):
-    return subprocess.run([os.path.join(ROOT, "scripts", "zabbix-env"), *args], check=True,
-                          timeout=timeout, stdout=subprocess.PIPE, text=True).stdout
+zabbix_env = zbxapi.zabbix_env
 
 
 # ------------------------------------------------------------------------------------ TLS relay
@@ -235,11 +233,7 @@ class PSKTests(unittest.TestCase):
     # ---------------------------------------------------------------- helpers
     @classmethod
     def _write(cls, name, text):
-        path = os.path.join(cls.tmp.name, name)
-        with open(path, "w") as f:
-            f.write(text)
-        os.chmod(path, 0o600)
-        return path
+        return zbxapi.write_private(cls.tmp.name, name, text)
 
     @classmethod
     def zabbix_sender(cls, value, port=None):

@@ -9,6 +9,7 @@ linked to a template, making the server reload its configuration cache, reading 
 right value type, and reading item state / error. Every wait is bounded by time and count.
 """
 import json
+import os
 import subprocess
 import time
 import urllib.error
@@ -209,3 +210,20 @@ def wait_until(predicate, timeout, interval=1.0, what="condition"):
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
                        + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+# ---------------------------------------------------------------- shared by the e2e test files
+def zabbix_env(*args, timeout=900):
+    """scripts/zabbix-env ARGS (up, down, status, stop-server, start-server); its stdout."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([os.path.join(root, "scripts", "zabbix-env"), *args], check=True,
+                          timeout=timeout, stdout=subprocess.PIPE, text=True).stdout
+
+
+def write_private(directory, name, text):
+    """Writes DIR/NAME with mode 0600 (PSK files, configs) and returns its path."""
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path

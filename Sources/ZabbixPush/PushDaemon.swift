@@ -237,7 +237,7 @@ public final class PushDaemon: Service {
                 let wait = backoff.nextDelay(using: &random)
                 let waiting = await buffer.pending(consumer: consumer.name)
                 if problems.refused("unreachable") {
-                    logger.warning("cannot deliver to \(destination): \(failure); \(waiting) values wait in the buffer, retrying with backoff")
+                    logger.warning("cannot deliver to \(destination): \(failure); retrying with backoff (buffered: \(waiting))")
                 } else {
                     logger.debug("still cannot deliver to \(destination): \(failure); next try in \(wait / 1_000_000) ms")
                 }
