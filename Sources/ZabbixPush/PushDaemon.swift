@@ -190,8 +190,8 @@ public final class PushDaemon: Service {
                 let now = WallClock.now().totalNanoseconds
                 deadline = deadline ?? now + Int64(shutdownDeadlineSeconds) * 1_000_000_000
                 if now >= deadline! {
-                    let left = (try? await buffer.read(consumer: consumer.name, host: consumer.host, limit: Int.max / 2).values.count) ?? 0
-                    if left > 0 { logger.warning("shutdown: \(left) values for \(consumer.host) not delivered to \(destination); they stay buffered") }
+                    let left = await buffer.pending(consumer: consumer.name)
+                    if left > 0 { logger.warning("shutdown: deadline reached before \(destination) took everything; \(left) values stay buffered for the next start") }
                     return
                 }
             }
