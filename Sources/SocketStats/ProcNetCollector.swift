@@ -17,9 +17,14 @@ public enum ProcNetCollector {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readChunkSize, alignment: 8)
         defer { buffer.deallocate() }
         visitor.startOver()
-        let tables: [(name: String, transport: TransportProtocol, isIPv6: Bool)] = [
-            ("tcp", .tcp, false), ("tcp6", .tcp, true), ("udp", .udp, false), ("udp6", .udp, true),
-        ]
+        typealias Table = (name: String, transport: TransportProtocol, isIPv6: Bool, selection: ProcNetParser.Selection)
+        // Listeners of both families first when the visitor asks: an IPv4 table lists its
+        // connections before the IPv6 table lists its listeners.
+        let tables: [Table] = Visitor.wantsListenersFirst
+            ? [("tcp", .tcp, false, .listenersOnly), ("tcp6", .tcp, true, .listenersOnly),
+               ("tcp", .tcp, false, .allButListeners), ("tcp6", .tcp, true, .allButListeners),
+               ("udp", .udp, false, .all), ("udp6", .udp, true, .all)]
+            : [("tcp", .tcp, false, .all), ("tcp6", .tcp, true, .all), ("udp", .udp, false, .all), ("udp6", .udp, true, .all)]
         for table in tables {
             let path = directory + "/" + table.name
             let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -29,7 +34,7 @@ public enum ProcNetCollector {
                 throw .procUnreadable(path: path, reason: describeErrno(error))
             }
             defer { close(fd) }
-            var parser = ProcNetParser(transport: table.transport, isIPv6: table.isIPv6)
+            var parser = ProcNetParser(transport: table.transport, isIPv6: table.isIPv6, selection: table.selection)
             try read(fd, path: path, with: &parser, buffer: buffer, into: &visitor)
         }
     }
@@ -39,7 +44,7 @@ public enum ProcNetCollector {
         buffer: UnsafeMutableRawBufferPointer, into visitor: inout Visitor
     ) throws(CollectorError) {
         var interruptions = 0
-        while true {
+        while !parser.isFinished {
             let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
             if count == 0 { break }
             if count < 0 {

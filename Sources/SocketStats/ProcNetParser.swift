@@ -14,8 +14,19 @@ public struct ProcNetParseError: Error, Equatable, Sendable, CustomStringConvert
 ///     sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
 ///      0: 0100007F:0CEA 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 17 ...
 public struct ProcNetParser: ~Copyable {
+    /// Which of a table's sockets to visit. The kernel prints a TCP table's listeners before
+    /// its other sockets, so a pass over the listeners stops at the first other line.
+    public enum Selection: Sendable {
+        case all
+        case listenersOnly
+        case allButListeners
+    }
+
     public let transport: TransportProtocol
     public let isIPv6: Bool
+    public let selection: Selection
+    /// A `listenersOnly` pass has met the first non-listener: the rest of the table is not needed.
+    public private(set) var isFinished = false
     /// Hex digits of an address: 8 for IPv4, 32 for IPv6.
     private let addressDigits: Int
     private var lineNumber = 0
@@ -24,9 +35,10 @@ public struct ProcNetParser: ~Copyable {
     private let carry = UnsafeMutableRawBufferPointer.allocate(byteCount: ProcNetParser.maxLineLength, alignment: 1)
     private var carried = 0
 
-    public init(transport: TransportProtocol, isIPv6: Bool) {
+    public init(transport: TransportProtocol, isIPv6: Bool, selection: Selection = .all) {
         self.transport = transport
         self.isIPv6 = isIPv6
+        self.selection = selection
         self.addressDigits = isIPv6 ? 32 : 8
     }
 
@@ -34,6 +46,7 @@ public struct ProcNetParser: ~Copyable {
 
     /// Parses every complete line in `chunk`; an incomplete last line waits for the next chunk.
     public mutating func feed<Visitor: SocketVisitor>(_ chunk: UnsafeRawBufferPointer, into visitor: inout Visitor) throws(ProcNetParseError) {
+        if isFinished { return }
         var start = 0
         if carried > 0 {
             // Complete the carried line with the head of this chunk.
@@ -47,7 +60,7 @@ public struct ProcNetParser: ~Copyable {
             try parseLine(line, into: &visitor)
             start = newline + 1
         }
-        while start < chunk.count {
+        while start < chunk.count && !isFinished {
             guard let newline = chunk[start...].firstIndex(of: UInt8(ascii: "\n")) else {
                 try append(UnsafeRawBufferPointer(rebasing: chunk[start...]))
                 return
@@ -59,7 +72,7 @@ public struct ProcNetParser: ~Copyable {
 
     /// Call at end of file: parses a last line without a newline and checks the header was seen.
     public mutating func finish<Visitor: SocketVisitor>(into visitor: inout Visitor) throws(ProcNetParseError) {
-        if carried > 0 {
+        if carried > 0 && !isFinished {
             let line = UnsafeRawBufferPointer(rebasing: carry[0..<carried])
             carried = 0
             try parseLine(line, into: &visitor)
@@ -107,13 +120,22 @@ public struct ProcNetParser: ~Copyable {
         else {
             throw ProcNetParseError(line: lineNumber, reason: "expected tx_queue:rx_queue as 8:8 hex digits (line truncated?)")
         }
+        let isListener = state == UInt32(TCPState.listen.rawValue)
+        switch selection {
+        case .all: break
+        case .listenersOnly where !isListener:
+            isFinished = true
+            return
+        case .allButListeners where isListener: return
+        case .listenersOnly, .allButListeners: break
+        }
         visitor.visit(SocketRecord(
             transport: transport, isIPv6: isIPv6, state: UInt8(state),
             localPort: local.port, remotePort: remote.port,
             localAddress: local.address, remoteAddress: remote.address,
             receiveQueue: receiveQueue,
             // For a listener the kernel prints unsent bytes here, not its backlog: 0 = unknown.
-            sendQueue: state == UInt32(TCPState.listen.rawValue) && transport == .tcp ? 0 : sendQueue
+            sendQueue: isListener && transport == .tcp ? 0 : sendQueue
         ))
     }
 

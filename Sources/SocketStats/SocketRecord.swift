@@ -86,7 +86,7 @@ public protocol SocketVisitor {
     mutating func visit(_ socket: SocketRecord)
     /// Whether every TCP listener must be visited before any other TCP socket (per-port models
     /// need to know a port listens before they meet its connections). Costs two more netlink
-    /// dumps, of the listening tables only.
+    /// dumps of the listening tables only, or a read of the head of each /proc TCP table.
     static var wantsListenersFirst: Bool { get }
 }
 

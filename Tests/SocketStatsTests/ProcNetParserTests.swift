@@ -115,6 +115,33 @@ final class ProcNetParserTests: XCTestCase {
         }
     }
 
+    func testListenersOfBothTablesComeBeforeAnyConnection() throws {
+        // An IPv4 connection on port 8080 (0x1F90), listed before the IPv6 table's listener on 8080.
+        let directory = try temporaryDirectory()
+        let established = "   0: 0100007F:1F90 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000000000000 20 4 30 10 -1"
+        let listener6 = "   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 5 1 0000000000000000 100 0 0 10 0"
+        try (Self.header + "\n" + established + "\n").write(toFile: directory + "/tcp", atomically: true, encoding: .utf8)
+        try (Self.header + "\n" + listener6 + "\n").write(toFile: directory + "/tcp6", atomically: true, encoding: .utf8)
+        try (Self.header + "\n").write(toFile: directory + "/udp", atomically: true, encoding: .utf8)
+        var ports = PortBreakdown(remotePorts: [], ephemeralRange: 32768...60999)
+        try ProcNetCollector.collect(into: &ports, directory: directory)
+        XCTAssertEqual(ports.listeners.map(\.port), [8080])
+        XCTAssertEqual(ports.listeners.first?.inbound[.established], 1)
+        XCTAssertEqual(ports.counts.tcp.total, 2, "each socket visited once")
+    }
+
+    func testListenersOnlyPassStopsAtTheFirstConnection() throws {
+        let text = [Self.header, Self.listenLine, Self.listenLine.replacingOccurrences(of: " 0A ", with: " 01 "), "not even a socket line"]
+            .joined(separator: "\n") + "\n"
+        var parser = ProcNetParser(transport: .tcp, isIPv6: false, selection: .listenersOnly)
+        var counts = SocketCounts()
+        try Array(text.utf8).withUnsafeBytes { try parser.feed($0, into: &counts) }
+        try parser.finish(into: &counts)
+        XCTAssertTrue(parser.isFinished)
+        XCTAssertEqual(counts.tcp4[.listen], 1)
+        XCTAssertEqual(counts.tcp4.total, 1)
+    }
+
     // MARK: helpers
 
     static let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode"
