@@ -102,7 +102,7 @@ struct RunCommand: AsyncParsableCommand {
                 do {
                     let snapshot = try hostOptions.collect()
                     if failures.withLock({ $0.accepted(host) }) { logger.info("collecting for \(host) works again") }
-                    return SenderValue(host: host, key: "sockets.stats", value: StatsDocument.json(snapshot), clock: clock, ns: ns)
+                    return SenderValue(host: host, key: StatsDocument.itemKey, value: StatsDocument.json(snapshot), clock: clock, ns: ns)
                 } catch {
                     if failures.withLock({ $0.refused(host) }) { logger.error("cannot collect for \(host): \(error)") }
                     return nil

@@ -48,7 +48,7 @@ struct SendCommand: AsyncParsableCommand {
         let snapshot = try collection.collect()
         let batches = classic
             ? ClassicKeys.batches(snapshot.counts, host: target.host, at: collectedAt)
-            : [Batch(values: [SenderValue(host: target.host, key: "sockets.stats", value: StatsDocument.json(snapshot),
+            : [Batch(values: [SenderValue(host: target.host, key: StatsDocument.itemKey, value: StatsDocument.json(snapshot),
                                           clock: collectedAt.seconds, ns: collectedAt.nanoseconds)],
                      isCore: true)]
 

@@ -3,6 +3,9 @@ import SocketStats
 /// The `stats` output. The JSON is the contract that the Zabbix templates' JSONPath
 /// preprocessing reads (docs/stats-contract.md): every key of a section always present, fixed order.
 enum StatsDocument {
+    /// The templates' master item: the agent's UserParameter key and the trapper item's key.
+    static let itemKey = "sockets.stats"
+
     static func json(_ snapshot: Snapshot) -> String {
         let counts = snapshot.counts
         var out = "{\"source\":\"\(snapshot.source.rawValue)\""
