@@ -1,13 +1,8 @@
 #!/usr/bin/env python3
 """The push daemon, `zabbix-sockets run`, end to end against a real Zabbix 6.0 server on 127.0.0.1.
 
-    python3 e2e/test_daemon.py [--binary PATH] [--assume-up] [-k PATTERN]
-
-or from e2e/run.py, in the same run as its other tests, ahead of class E2E (whose teardown stops
-the environment under --down):
-
-    import test_daemon  # noqa: E402
-    suite = unittest.TestSuite([test_psk.load(loader, Config), test_daemon.load(loader, Config), suite])
+Run by e2e/run.py (its runner, `--binary`, `--assume-up`, `-k PATTERN`), ahead of class E2E,
+whose teardown stops the environment under --down.
 
 Each scenario has a host of its own with one trapper item `sockets.stats` (value type text); the
 daemon runs with `--sections counts`. "Exactly once" is checked on the clocks the daemon stamps on
@@ -37,7 +32,6 @@ its values (history.get of that item): with --interval 1 every collection has it
 Standard library only; every wait is bounded by time and count; traffic stays on 127.0.0.1 and
 in a network namespace the test creates and deletes.
 """
-import argparse
 import collections
 import json
 import os
@@ -73,11 +67,8 @@ FD_DRIFT_MAX = 2
 
 
 class Settings:
-    """Where the binary and the Zabbix environment come from: run.py's Config, or this file's
-    own command line (as in test_psk.py)."""
+    """run.py's Config (binary, assume_up and, once read, env), handed over by `load`."""
     source = None
-    binary = None
-    bring_up = False
 
 
 def load(loader, config):
@@ -337,8 +328,8 @@ class DaemonTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         src = Settings.source
-        cls.binary = os.path.abspath(getattr(src, "binary", None) or Settings.binary)
-        if Settings.bring_up if src is None else not getattr(src, "assume_up", False):
+        cls.binary = os.path.abspath(src.binary)
+        if not src.assume_up:
             zabbix_env("up")
         env = dict(getattr(src, "env", None) or {})
         if not env:
@@ -806,42 +797,3 @@ class DaemonTests(unittest.TestCase):
 
 
 # ------------------------------------------------------------------------------------ main
-def main():
-    ap = argparse.ArgumentParser(description="push daemon end-to-end tests against a real Zabbix 6.0")
-    ap.add_argument("--binary", default=os.environ.get("ZABBIX_SOCKETS_BIN",
-                                                       os.path.join(ROOT, ".build", "debug", "zabbix-sockets")))
-    ap.add_argument("--assume-up", action="store_true", help="do not run scripts/zabbix-env up")
-    ap.add_argument("-k", dest="pattern", help="only tests whose name contains this")
-    args = ap.parse_args()
-    Settings.binary = os.path.abspath(args.binary)
-    Settings.bring_up = not args.assume_up
-    if os.geteuid() != 0:
-        print("must run as root (zabbix-env, ip netns)", file=sys.stderr)
-        return 2
-    if not os.access(Settings.binary, os.X_OK):
-        print(f"binary not found or not executable: {Settings.binary}", file=sys.stderr)
-        print("0 passed, 1 failed")
-        return 1
-    loader = unittest.TestLoader()
-    if args.pattern:
-        loader.testNamePatterns = [f"*{args.pattern}*"]
-    suite = loader.loadTestsFromTestCase(DaemonTests)
-
-    class Result(unittest.TextTestResult):
-        passed = 0
-
-        def addSuccess(self, test):
-            super().addSuccess(test)
-            self.passed += 1
-
-    t0 = time.monotonic()
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=Result).run(suite)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    skipped = len(result.skipped)
-    print(f"# total {time.monotonic() - t0:.1f}s")
-    print(f"{result.passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

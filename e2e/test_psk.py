@@ -2,13 +2,8 @@
 """TLS-PSK end to end: `zabbix-sockets send --tls-connect psk` against a real Zabbix 6.0 server
 (Debian's, built with GnuTLS: TLS 1.2 only) on 127.0.0.1.
 
-    python3 e2e/test_psk.py [--binary PATH] [--assume-up] [-k PATTERN]
-
-or from e2e/run.py, in the same run as its other tests, ahead of them (so that run.py's --down,
-which E2E.tearDownClass carries out, comes after these too):
-
-    import test_psk  # noqa: E402
-    suite = unittest.TestSuite([test_psk.load(loader, Config), suite])
+Run by e2e/run.py (its runner, `--binary`, `--assume-up`, `-k PATTERN`), ahead of class E2E,
+whose teardown stops the environment under --down.
 
 What it proves, on a host that accepts only PSK (tls_accept=2) with one trapper item:
   - the set-up is right: the real zabbix_sender with the same PSK gets "processed: 1" and the
@@ -26,7 +21,6 @@ marker value; the history from before the refused send up to the marker holds on
 
 Standard library only; every wait is bounded by time and count; all traffic stays on 127.0.0.1.
 """
-import argparse
 import json
 import os
 import secrets
@@ -56,11 +50,8 @@ PROMPT_S = 5                           # "at once": far below SEND_TIMEOUT_S
 
 
 class Settings:
-    """Where the binary and the Zabbix environment come from: run.py's Config (its binary,
-    assume_up and, if already read, env), or this file's own command line."""
-    source = None          # an object with .binary, .assume_up and .env (run.py's Config)
-    binary = None
-    bring_up = False
+    """run.py's Config (binary, assume_up and, once read, env), handed over by `load`."""
+    source = None
 
 
 def load(loader, config):
@@ -181,8 +172,8 @@ class PSKTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         src = Settings.source
-        cls.binary = os.path.abspath(getattr(src, "binary", None) or Settings.binary)
-        if Settings.bring_up if src is None else not getattr(src, "assume_up", False):
+        cls.binary = os.path.abspath(src.binary)
+        if not src.assume_up:
             zabbix_env("up")            # idempotent: quick when run.py brought it up already
         env = dict(getattr(src, "env", None) or {})
         if not env:
@@ -421,37 +412,3 @@ class PSKTests(unittest.TestCase):
 
 
 # ------------------------------------------------------------------------------------ main
-def main():
-    ap = argparse.ArgumentParser(description="TLS-PSK end-to-end tests against a real Zabbix 6.0")
-    ap.add_argument("--binary", default=os.environ.get("ZABBIX_SOCKETS_BIN",
-                                                       os.path.join(ROOT, ".build", "debug", "zabbix-sockets")))
-    ap.add_argument("--assume-up", action="store_true", help="do not run scripts/zabbix-env up")
-    ap.add_argument("-k", dest="pattern", help="only tests whose name contains this")
-    args = ap.parse_args()
-    Settings.binary = os.path.abspath(args.binary)
-    Settings.bring_up = not args.assume_up
-    if not os.access(Settings.binary, os.X_OK):
-        print(f"binary not found or not executable: {Settings.binary}", file=sys.stderr)
-        print("0 passed, 1 failed")
-        return 1
-    loader = unittest.TestLoader()
-    if args.pattern:
-        loader.testNamePatterns = [f"*{args.pattern}*"]
-    suite = loader.loadTestsFromTestCase(PSKTests)
-
-    class Result(unittest.TextTestResult):
-        passed = 0
-
-        def addSuccess(self, test):
-            super().addSuccess(test)
-            self.passed += 1
-
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=Result).run(suite)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    skipped = len(result.skipped)
-    print(f"{result.passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
