@@ -6,8 +6,8 @@ import ZabbixProtocol
 
 @testable import ZabbixSender
 
-/// What the loopback test server does with a connection.
-private enum ServerBehaviour: Sendable {
+/// What the loopback test servers (plain here, PSK in ZabbixSenderTLSTests) do with a connection.
+enum ServerBehaviour: Sendable {
     /// Reads one request frame, answers with this response (flags of the request), closes.
     case reply(TrapperResponse)
     /// Reads one request frame, writes these bytes, closes.
@@ -46,7 +46,8 @@ private final class LoopbackServer: Sendable {
     }
 }
 
-private final class ServerHandler: ChannelInboundHandler {
+/// Records each decoded request and acts out a `ServerBehaviour`.
+final class ServerHandler: ChannelInboundHandler {
     typealias InboundIn = ZBXDFrame
     /// Bytes, not frames, so a test can also answer with something that is not a frame.
     typealias OutboundOut = ByteBuffer
@@ -79,6 +80,11 @@ private final class ServerHandler: ChannelInboundHandler {
         case .silent:
             break
         }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A failed TLS handshake or an undecodable request: close, as a Zabbix server does.
+        context.close(promise: nil)
     }
 }
 

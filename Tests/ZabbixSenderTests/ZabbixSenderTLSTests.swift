@@ -39,8 +39,7 @@ private final class PSKTrapper: Sendable {
                     try child.pipeline.syncOperations.addHandlers(
                         NIOSSLServerHandler(context: sslContext),
                         ByteToMessageHandler(ZBXDFrameDecoderHandler()),
-                        MessageToByteHandler(ZBXDFrameEncoderHandler()),
-                        AnsweringHandler(reply: reply, requests: requests))
+                        ServerHandler(behaviour: .reply(reply), requests: requests))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -54,33 +53,6 @@ private final class PSKTrapper: Sendable {
 
 private enum PSKTestError: Error {
     case unknownIdentity
-}
-
-private final class AnsweringHandler: ChannelInboundHandler {
-    typealias InboundIn = ZBXDFrame
-    typealias OutboundOut = ZBXDFrame
-
-    let reply: TrapperResponse
-    let requests: NIOLockedValueBox<[SenderDataRequest]>
-
-    init(reply: TrapperResponse, requests: NIOLockedValueBox<[SenderDataRequest]>) {
-        self.reply = reply
-        self.requests = requests
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        if let request = try? SenderDataRequest(json: frame.payload[...]) {
-            requests.withLockedValue { $0.append(request) }
-        }
-        let channel = context.channel
-        let answer = ZBXDFrame(payload: reply.encodedJSON(), flags: frame.flags)
-        context.writeAndFlush(wrapOutboundOut(answer)).whenComplete { _ in channel.close(promise: nil) }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        context.close(promise: nil)
-    }
 }
 
 /// A plain TCP peer that reads what the client sends and either closes at once, as GnuTLS-built
