@@ -87,8 +87,9 @@ let package = Package(
             ]
         ),
         .testTarget(name: "IntegrationTests", dependencies: []),
-        .target(name: "DurableQueue"),
-        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue"]),
+        .target(name: "Posix"),
+        .target(name: "DurableQueue", dependencies: ["Posix"]),
+        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "Posix"]),
         .testTarget(name: "ZabbixPushTests", dependencies: ["ZabbixPush", "ZabbixProtocol"]),
     ]
 )

@@ -1,12 +1,20 @@
 import Glibc
+import Posix
 
 /// An on-disk FIFO of opaque byte records that loses nothing it acknowledged appending, through
 /// kill -9 and power loss, with named consumers that each acknowledge their own position.
 ///
-/// The directory (created with mode 0700) holds:
+/// The directory (created with mode 0700; refused if another user owns it or others may write
+/// to it) holds:
 /// - `<first sequence, 20 digits>.seg`: append-only segment files of records (see `RecordFrame`);
-/// - `state`: consumer positions, the owner's key-value `state` and counters (see `StateFile`);
-/// - `lock`: flocked while a queue is open, so two queues never write the same files.
+/// - `state` and `state.copy`: consumer positions, the owner's key-value `state` and counters
+///   (see `StateFile`).
+/// The directory itself is flocked while a queue is open, so two queues never write the same
+/// files, and every file is opened relative to it without following links.
+///
+/// A full or failing disk (ENOSPC, EDQUOT, EIO, a read-only remount) makes `append` throw and
+/// leaves what is stored readable; acknowledged records free their space, the newest segment's
+/// included, so delivery goes on and appends work again once space returns.
 ///
 /// Delivery is at least once: a record is read again until its consumer acknowledges it, and an
 /// append that throws after writing may still be found after a restart.
@@ -26,6 +34,7 @@ public final class DurableQueue {
 
     private struct Segment {
         var firstSequence: UInt64
+        var name: String
         var path: String
         var size: Int
         /// Readable records above `discardedThrough`, in sequence order.
@@ -39,7 +48,7 @@ public final class DurableQueue {
 
     private let clock: () -> Int64
     private let onEvent: (QueueEvent) -> Void
-    private var lockDescriptor: Int32 = -1
+    private var files: QueueDirectory?
     /// Oldest first; appends go to the last one.
     private var segments: [Segment] = []
     private var appendDescriptor: Int32?
@@ -52,6 +61,7 @@ public final class DurableQueue {
     private var corruptRegions = 0
     private var corruptBytes = 0
     private var isClosed = false
+    private var generation: UInt64 = 0
 
     /// Opens the queue in `directory`, creating it if needed, and recovers whatever a crash left:
     /// corrupt regions are skipped (the newest segment's torn tail is cut off), a bad or missing
@@ -77,14 +87,16 @@ public final class DurableQueue {
         self.clock = clock
         self.onEvent = onEvent
         try limits.validate()
-        try Posix.makeDirectory(trimmed, mode: 0o700)
-        lockDescriptor = try Posix.lockExclusively(path(of: "lock"), directory: trimmed)
-        try Posix.removeFile(path(of: StateFile.temporaryName))
+        files = try QueueDirectory.open(trimmed)
+        // Left by an interrupted save, or by versions that locked a file instead of the directory.
+        try openDirectory().remove(StateFile.temporaryName)
+        try openDirectory().remove("lock")
         try loadSegments()
         try loadState(declaredConsumers: consumers)
         try deleteCoveredSegments()
         try dropOverByteLimit(incomingBytes: 0)
         try dropExpired()
+        try freeSettledNewestSegment()
     }
 
     deinit {
@@ -133,8 +145,8 @@ public final class DurableQueue {
         // number would then appear twice.
         nextSequence = firstSequence + UInt64(payloads.count)
         do {
-            try Posix.write(descriptor, frames, at: start, path: segments[last].path)
-            try Posix.syncData(descriptor, path: segments[last].path)
+            try FileIO.write(descriptor, frames, at: start, path: segments[last].path)
+            try FileIO.syncData(descriptor, path: segments[last].path)
         } catch {
             abandonAppendSegment(truncatingTo: start)
             throw error
@@ -159,8 +171,8 @@ public final class DurableQueue {
             var next = Self.firstIndex(after: position, in: segments[index].records)
             guard next < segments[index].records.count else { continue }
             let path = segments[index].path
-            let descriptor = try Posix.open(path, O_RDONLY)
-            defer { Posix.close(descriptor) }
+            let descriptor = try openDirectory().openFile(segments[index].name, O_RDONLY)
+            defer { FileIO.close(descriptor) }
             var window = FileWindow(descriptor: descriptor, path: path, fileSize: segments[index].size)
             // Each pass either returns a record or removes one from the index.
             while next < segments[index].records.count && records.count < limit {
@@ -196,8 +208,12 @@ public final class DurableQueue {
                 consumer: consumer, sequence: sequence, lastAppended: nextSequence - 1)
         }
         positions[consumer] = max(position(of: consumer), sequence)
-        try saveState()
+        // Space first: on a full disk the state cannot be saved until delivered records free some.
+        // Deleting before saving loses nothing: a crash in between finds the deleted records'
+        // sequence numbers in the newer segments' names and the state's counter.
         try deleteCoveredSegments()
+        try freeSettledNewestSegment()
+        try saveState()
     }
 
     /// Forgets a consumer (a server taken out of the configuration) so it no longer holds
@@ -205,18 +221,20 @@ public final class DurableQueue {
     public func removeConsumer(_ consumer: String) throws {
         try ensureOpen()
         positions[consumer] = nil
-        try saveState()
         try deleteCoveredSegments()
+        try freeSettledNewestSegment()
+        try saveState()
     }
 
     /// Writes consumer positions, `state` and counters atomically (temp file, fsync, rename,
     /// directory fsync).
     public func saveState() throws {
         try ensureOpen()
+        generation += 1
         let persisted = PersistedState(
-            nextSequence: nextSequence, discardedThrough: discardedThrough, droppedRecords: droppedRecords,
-            positions: positions, values: state)
-        try StateFile.save(persisted, directory: directory)
+            generation: generation, nextSequence: nextSequence, discardedThrough: discardedThrough,
+            droppedRecords: droppedRecords, positions: positions, values: state)
+        try StateFile.save(persisted, in: openDirectory())
     }
 
     /// Applies the byte and age bounds now; `append` and `read` also do. The age bound needs this
@@ -253,23 +271,27 @@ public final class DurableQueue {
     public func close() {
         guard !isClosed else { return }
         isClosed = true
-        if let appendDescriptor { Posix.close(appendDescriptor) }
+        if let appendDescriptor { FileIO.close(appendDescriptor) }
         appendDescriptor = nil
-        if lockDescriptor >= 0 { Posix.close(lockDescriptor) }
-        lockDescriptor = -1
+        files?.close()
+        files = nil
     }
 
     // MARK: - Opening
 
     private func loadSegments() throws {
-        let firstSequences = try Posix.listDirectory(directory, limit: Self.maxDirectoryEntries)
+        let firstSequences = try openDirectory().list(limit: Self.maxDirectoryEntries)
             .compactMap(Self.firstSequence(ofSegmentNamed:))
             .sorted()
         for (index, firstSequence) in firstSequences.enumerated() {
             let isNewest = index == firstSequences.count - 1
-            let path = segmentPath(firstSequence: firstSequence)
+            let name = segmentName(firstSequence: firstSequence)
+            let path = path(of: name)
+            // A link or other non-file under a segment's name was planted: ELOOP or EISDIR here.
+            let descriptor = try openDirectory().openFile(name, isNewest ? O_RDWR : O_RDONLY)
+            defer { FileIO.close(descriptor) }
             let scan = try SegmentScan(
-                path: path, firstSequence: firstSequence,
+                descriptor: descriptor, path: path, firstSequence: firstSequence,
                 sequenceCeiling: isNewest ? UInt64.max : firstSequences[index + 1],
                 maxRecordBytes: limits.maxRecordBytes)
             scan.corruptRegions.forEach(report)
@@ -277,15 +299,13 @@ public final class DurableQueue {
             if isNewest && scan.validEnd < size {
                 // Appends return only after fdatasync, so bytes after the newest segment's last valid
                 // record belong to an append that never finished: cut them so appends continue cleanly.
-                let descriptor = try Posix.open(path, O_WRONLY)
-                defer { Posix.close(descriptor) }
-                try Posix.truncate(descriptor, to: scan.validEnd, path: path)
-                try Posix.syncData(descriptor, path: path)
+                try FileIO.truncate(descriptor, to: scan.validEnd, path: path)
+                try FileIO.syncData(descriptor, path: path)
                 size = scan.validEnd
             }
             segments.append(
                 Segment(
-                    firstSequence: firstSequence, path: path, size: size, records: scan.records,
+                    firstSequence: firstSequence, name: name, path: path, size: size, records: scan.records,
                     lastSequence: scan.records.last?.sequence))
         }
     }
@@ -293,17 +313,26 @@ public final class DurableQueue {
     private func loadState(declaredConsumers: [String]) throws {
         var persisted = PersistedState()
         var needsSave = true
-        switch try StateFile.load(directory: directory) {
+        let (loaded, damaged) = try StateFile.load(openDirectory())
+        for copy in damaged {
+            if case .corrupt(let reason) = copy.problem {
+                onEvent(.stateCopyRepaired(path: path(of: copy.name), .corrupt(reason)))
+            } else {
+                onEvent(.stateCopyRepaired(path: path(of: copy.name), .missing))
+            }
+        }
+        switch loaded {
         case .present(let saved):
             persisted = saved
-            needsSave = false
+            needsSave = !damaged.isEmpty
         case .missing where segments.isEmpty:
             break
         case .missing:
-            onEvent(.stateRecovered(path: path(of: StateFile.name), .missing))
+            onEvent(.stateRecovered(path: path(of: StateFile.names[0]), .missing))
         case .corrupt(let reason):
-            onEvent(.stateRecovered(path: path(of: StateFile.name), .corrupt(reason)))
+            onEvent(.stateRecovered(path: path(of: StateFile.names[0]), .corrupt(reason)))
         }
+        generation = persisted.generation
         positions = persisted.positions
         state = persisted.values
         droppedRecords = persisted.droppedRecords
@@ -325,36 +354,46 @@ public final class DurableQueue {
     // MARK: - Appending
 
     private func descriptorForAppend() throws -> Int32 {
-        if let newest = segments.last, !mustRotate, newest.size < limits.segmentBytes {
+        // An empty newest segment takes appends even after a failure: there is no tail to doubt,
+        // and starting another would leave one empty file per failed append.
+        if let newest = segments.last, !mustRotate || newest.size == 0, newest.size < limits.segmentBytes {
             if let appendDescriptor { return appendDescriptor }
-            let descriptor = try Posix.open(newest.path, O_WRONLY)
+            let descriptor = try openDirectory().openFile(newest.name, O_WRONLY)
             appendDescriptor = descriptor
+            mustRotate = false
             return descriptor
         }
-        if let appendDescriptor { Posix.close(appendDescriptor) }
+        try startSegment()
+        return appendDescriptor!
+    }
+
+    /// Starts a new, empty newest segment named after the next sequence number.
+    private func startSegment() throws {
+        if let appendDescriptor { FileIO.close(appendDescriptor) }
         appendDescriptor = nil
-        let path = segmentPath(firstSequence: nextSequence)
-        let descriptor = try Posix.open(path, O_WRONLY | O_CREAT | O_EXCL)
+        let name = segmentName(firstSequence: nextSequence)
+        let descriptor = try openDirectory().createFile(name)
         do {
             // The new file's directory entry must be durable before any record in it counts as appended.
-            try Posix.syncDirectory(directory)
+            try openDirectory().sync()
         } catch {
-            Posix.close(descriptor)
-            try? Posix.removeFile(path)
+            FileIO.close(descriptor)
+            try? openDirectory().remove(name)
             throw error
         }
-        segments.append(Segment(firstSequence: nextSequence, path: path, size: 0, records: [], lastSequence: nil))
+        segments.append(
+            Segment(firstSequence: nextSequence, name: name, path: path(of: name), size: 0, records: [], lastSequence: nil))
         appendDescriptor = descriptor
         mustRotate = false
-        return descriptor
     }
 
     /// After a failed write or sync the file's tail is unknown (the kernel may keep or drop the
-    /// dirty pages), so the tail is cut back as far as possible and the next append starts a new segment.
+    /// dirty pages), so the tail is cut back as far as possible and the next append starts a new
+    /// segment, unless this one is empty.
     private func abandonAppendSegment(truncatingTo size: Int) {
         if let appendDescriptor {
             _ = ftruncate(appendDescriptor, off_t(size))
-            Posix.close(appendDescriptor)
+            FileIO.close(appendDescriptor)
         }
         appendDescriptor = nil
         mustRotate = true
@@ -446,10 +485,19 @@ public final class DurableQueue {
     private func deleteOldestSegments(_ count: Int) throws {
         guard count > 0 else { return }
         for _ in 0..<count {
-            try Posix.removeFile(segments[0].path)
+            try openDirectory().remove(segments[0].name)
             segments.removeFirst()
         }
-        try Posix.syncDirectory(directory)
+        try openDirectory().sync()
+    }
+
+    /// When every record of the newest segment is settled, its space is freed too: an empty segment
+    /// named after the next sequence number replaces it (creating a file takes no data blocks, so
+    /// this works on a full disk) and keeps the counter on disk without the state file.
+    private func freeSettledNewestSegment() throws {
+        guard let newest = segments.last, newest.size > 0, newest.coversThrough <= settledThrough else { return }
+        try startSegment()
+        try deleteOldestSegments(segments.count - 1)
     }
 
     // MARK: - Helpers
@@ -468,10 +516,16 @@ public final class DurableQueue {
         directory + "/" + name
     }
 
-    private func segmentPath(firstSequence: UInt64) -> String {
+    /// The open directory; only a closed queue has none, and every caller checked `ensureOpen`.
+    private func openDirectory() throws -> QueueDirectory {
+        guard let files else { throw DurableQueueError.closed(path: directory) }
+        return files
+    }
+
+    private func segmentName(firstSequence: UInt64) -> String {
         let digits = String(firstSequence)
         let padding = String(repeating: "0", count: max(0, Self.segmentDigits - digits.count))
-        return path(of: padding + digits + Self.segmentSuffix)
+        return padding + digits + Self.segmentSuffix
     }
 
     private static func firstSequence(ofSegmentNamed name: String) -> UInt64? {

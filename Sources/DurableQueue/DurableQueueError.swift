@@ -1,12 +1,15 @@
-import Glibc
+import Posix
 
 /// Why a queue operation failed. Corruption found in files is not an error: it is skipped and
 /// reported through `QueueEvent`.
 public enum DurableQueueError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A system call failed; `errno` is its raw code.
     case system(operation: String, path: String, errno: Int32)
-    /// Another queue (in this or another process) holds the directory's lock file.
+    /// Another queue (in this or another process) holds the directory's lock.
     case directoryInUse(path: String)
+    /// The directory belongs to another user or others may write to it: they could plant links
+    /// or files in it.
+    case unsafeDirectory(path: String, reason: String)
     case recordTooLarge(bytes: Int, limit: Int)
     /// One append call may not write more than `QueueLimits.maxBatchBytes` framed bytes.
     case batchTooLarge(bytes: Int, limit: Int)
@@ -21,9 +24,11 @@ public enum DurableQueueError: Error, Equatable, Sendable, CustomStringConvertib
     public var description: String {
         switch self {
         case .system(let operation, let path, let code):
-            return "\(operation) \(path): \(errnoName(code)) (\(String(cString: strerror(code))))"
+            return "\(operation) \(path): \(describeErrno(code))"
         case .directoryInUse(let path):
             return "queue directory \(path) is in use by another queue (lock held)"
+        case .unsafeDirectory(let path, let reason):
+            return "refusing buffer directory \(path): \(reason)"
         case .recordTooLarge(let bytes, let limit):
             return "record of \(bytes) bytes exceeds the \(limit)-byte record limit"
         case .batchTooLarge(let bytes, let limit):
@@ -42,33 +47,3 @@ public enum DurableQueueError: Error, Equatable, Sendable, CustomStringConvertib
     }
 }
 
-/// The symbolic name of the errno values file operations produce, so logs say ENOSPC rather than 28.
-func errnoName(_ code: Int32) -> String {
-    switch code {
-    case EPERM: return "EPERM"
-    case ENOENT: return "ENOENT"
-    case EINTR: return "EINTR"
-    case EIO: return "EIO"
-    case EBADF: return "EBADF"
-    case EAGAIN: return "EAGAIN"
-    case ENOMEM: return "ENOMEM"
-    case EACCES: return "EACCES"
-    case EBUSY: return "EBUSY"
-    case EEXIST: return "EEXIST"
-    case EXDEV: return "EXDEV"
-    case ENOTDIR: return "ENOTDIR"
-    case EISDIR: return "EISDIR"
-    case EINVAL: return "EINVAL"
-    case ENFILE: return "ENFILE"
-    case EMFILE: return "EMFILE"
-    case EFBIG: return "EFBIG"
-    case ENOSPC: return "ENOSPC"
-    case EROFS: return "EROFS"
-    case ENAMETOOLONG: return "ENAMETOOLONG"
-    case ENOTEMPTY: return "ENOTEMPTY"
-    case ELOOP: return "ELOOP"
-    case EDQUOT: return "EDQUOT"
-    case ESTALE: return "ESTALE"
-    default: return "errno \(code)"
-    }
-}

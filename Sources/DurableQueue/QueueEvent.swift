@@ -3,9 +3,12 @@ public enum QueueEvent: Equatable, Sendable {
     /// Bytes in a segment that hold no valid record were skipped. A corrupt tail of the newest
     /// segment (an append that never finished) is also cut off the file when the queue opens.
     case corruptionSkipped(CorruptRegion)
-    /// The state file was missing or unreadable: consumer positions restart at the oldest record,
+    /// Both copies of the state were missing or unreadable: consumer positions restart at the oldest record,
     /// the key-value state is empty and the dropped counter restarts at zero.
     case stateRecovered(path: String, StateRecovery)
+    /// One copy of the state was missing or unreadable; the other was whole and is used, so
+    /// nothing is lost, and the damaged copy is rewritten.
+    case stateCopyRepaired(path: String, StateRecovery)
     /// Records not yet acknowledged by every consumer were dropped to honour a bound.
     case recordsDropped(count: UInt64, reason: DropReason)
 }

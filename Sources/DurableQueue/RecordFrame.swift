@@ -100,7 +100,7 @@ struct FileWindow {
         guard offset >= 0, count >= 0, count <= fileSize - offset else { return nil }
         if offset < start || offset + count > start + buffer.count {
             let length = min(max(count, Self.chunkBytes), fileSize - offset)
-            buffer = try Posix.read(descriptor, count: length, at: offset, path: path)
+            buffer = try FileIO.read(descriptor, count: length, at: offset, path: path)
             start = offset
             // The file shrank under us: treat it like any other end of file.
             guard count <= buffer.count else { return nil }
@@ -144,10 +144,8 @@ struct SegmentScan {
     /// magic and checking the record there, so one damaged record never hides the ones after it.
     /// Sequence numbers must rise and stay in `firstSequence..<sequenceCeiling` (the next segment's
     /// first), which rejects stale frames that resynchronisation may find inside damaged payloads.
-    init(path: String, firstSequence: UInt64, sequenceCeiling: UInt64, maxRecordBytes: Int) throws {
-        let descriptor = try Posix.open(path, O_RDONLY)
-        defer { Posix.close(descriptor) }
-        fileSize = try Posix.size(of: descriptor, path: path)
+    init(descriptor: Int32, path: String, firstSequence: UInt64, sequenceCeiling: UInt64, maxRecordBytes: Int) throws {
+        fileSize = try FileIO.size(of: descriptor, path: path)
         var window = FileWindow(descriptor: descriptor, path: path, fileSize: fileSize)
         var offset = 0
         var skipped: (start: Int, reason: CorruptionReason)?

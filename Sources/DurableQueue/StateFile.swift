@@ -2,6 +2,8 @@ import Glibc
 
 /// What the queue keeps besides the records.
 struct PersistedState: Equatable {
+    /// Rises with every save: tells the newer of the two copies.
+    var generation: UInt64 = 0
     var nextSequence: UInt64 = 1
     /// Every record up to here was dropped by a bound (or is gone with its segment).
     var discardedThrough: UInt64 = 0
@@ -13,19 +15,25 @@ struct PersistedState: Equatable {
 
 /// The state file, integers little-endian:
 ///
-///     magic E2 44 51 53 | u32 body length | u32 CRC-32 of body | body
-///     body: u64 next sequence | u64 discarded through | u64 dropped records
+///     magic E2 44 51 54 | u32 body length | u32 CRC-32 of body | body
+///     body: u64 generation | u64 next sequence | u64 discarded through | u64 dropped records
 ///           | u32 consumer count | per consumer: u32 name length, name (UTF-8), u64 acknowledged through
 ///           | u32 entry count    | per entry: u32 key length, key, u32 value length, value
 ///
-/// It is replaced, never edited: written to `state.tmp`, fsynced, renamed over `state`, and the
-/// directory fsynced, so a crash leaves either the old or the new file whole.
+/// (Magic E2 44 51 53 is the first version, without the generation; it is still read.)
+///
+/// Kept twice, as `state` and `state.copy`, each replaced, never edited: written to a new
+/// temporary file, fsynced, renamed over its name, then the directory fsynced. A crash leaves each
+/// copy old or new and whole, and losing one file loses nothing: the copy with the higher
+/// generation wins. Without a surviving copy the session and the acknowledged positions would be
+/// gone, and values already delivered would go out again under a new session.
 enum StateFile {
-    static let name = "state"
+    static let names = ["state", "state.copy"]
     static let temporaryName = "state.tmp"
     /// Refuses to believe (or write) anything bigger, so a damaged size never drives an allocation.
     static let maxBytes = 16 << 20
-    private static let magic: [UInt8] = [0xE2, 0x44, 0x51, 0x53]
+    private static let magic: [UInt8] = [0xE2, 0x44, 0x51, 0x54]
+    private static let firstVersionMagic: [UInt8] = [0xE2, 0x44, 0x51, 0x53]
     private static let prefixSize = 12
 
     enum Loaded: Equatable {
@@ -34,43 +42,70 @@ enum StateFile {
         case corrupt(String)
     }
 
-    static func load(directory: String) throws -> Loaded {
-        let path = directory + "/" + name
+    /// The newest whole copy, and what was wrong with each copy that was not used (name, problem).
+    static func load(_ directory: QueueDirectory) throws -> (Loaded, damaged: [(name: String, problem: Loaded)]) {
+        var copies: [(name: String, loaded: Loaded)] = []
+        for name in names {
+            copies.append((name, try load(name, in: directory)))
+        }
+        let whole = copies.compactMap { copy -> (name: String, state: PersistedState)? in
+            if case .present(let state) = copy.loaded { return (copy.name, state) }
+            return nil
+        }
+        guard let best = whole.max(by: { $0.state.generation < $1.state.generation }) else {
+            // Nothing whole: report the first copy's problem.
+            let problem = copies.first { $0.loaded != .missing }?.loaded ?? .missing
+            return (problem, [])
+        }
+        let damaged = copies.filter { $0.name != best.name && $0.loaded != .present(best.state) }
+            .map { (name: $0.name, problem: $0.loaded) }
+        return (.present(best.state), damaged)
+    }
+
+    private static func load(_ name: String, in directory: QueueDirectory) throws -> Loaded {
+        let path = directory.filePath(name)
         let descriptor: Int32
         do {
-            descriptor = try Posix.open(path, O_RDONLY)
+            descriptor = try directory.openFile(name, O_RDONLY)
         } catch DurableQueueError.system(_, _, let code) where code == ENOENT {
             return .missing
+        } catch DurableQueueError.system(_, _, let code) where code == ELOOP {
+            return .corrupt("a symbolic link, not the queue's own file; ignored")
         }
-        defer { Posix.close(descriptor) }
-        let size = try Posix.size(of: descriptor, path: path)
+        defer { FileIO.close(descriptor) }
+        let size = try FileIO.size(of: descriptor, path: path)
         guard size <= maxBytes else { return .corrupt("\(size) bytes, over the \(maxBytes)-byte limit") }
-        let bytes = try Posix.read(descriptor, count: size, at: 0, path: path)
+        let bytes = try FileIO.read(descriptor, count: size, at: 0, path: path)
         return decode(bytes)
     }
 
-    static func save(_ state: PersistedState, directory: String) throws {
+    /// Writes both copies, one after the other, so one of them is whole at every moment.
+    static func save(_ state: PersistedState, in directory: QueueDirectory) throws {
         let bytes = encode(state)
-        let path = directory + "/" + name
         guard bytes.count <= maxBytes else {
-            throw DurableQueueError.stateTooLarge(path: path, bytes: bytes.count, limit: maxBytes)
+            throw DurableQueueError.stateTooLarge(path: directory.filePath(names[0]), bytes: bytes.count, limit: maxBytes)
         }
-        let temporaryPath = directory + "/" + temporaryName
-        let descriptor = try Posix.open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC)
-        do {
-            try Posix.write(descriptor, bytes, at: 0, path: temporaryPath)
-            try Posix.syncFile(descriptor, path: temporaryPath)
-        } catch {
-            Posix.close(descriptor)
-            throw error
+        for name in names {
+            try directory.remove(temporaryName)
+            let temporaryPath = directory.filePath(temporaryName)
+            let descriptor = try directory.createFile(temporaryName)
+            do {
+                try FileIO.write(descriptor, bytes, at: 0, path: temporaryPath)
+                try FileIO.syncFile(descriptor, path: temporaryPath)
+            } catch {
+                FileIO.close(descriptor)
+                try? directory.remove(temporaryName)
+                throw error
+            }
+            FileIO.close(descriptor)
+            try directory.rename(temporaryName, to: name)
+            try directory.sync()
         }
-        Posix.close(descriptor)
-        try Posix.rename(temporaryPath, to: path)
-        try Posix.syncDirectory(directory)
     }
 
     static func encode(_ state: PersistedState) -> [UInt8] {
         var body: [UInt8] = []
+        body.appendLittleEndian(state.generation)
         body.appendLittleEndian(state.nextSequence)
         body.appendLittleEndian(state.discardedThrough)
         body.appendLittleEndian(state.droppedRecords)
@@ -93,7 +128,10 @@ enum StateFile {
 
     static func decode(_ bytes: [UInt8]) -> Loaded {
         let file = bytes[...]
-        guard file.count >= prefixSize, file.starts(with: magic) else { return .corrupt("bad header") }
+        let hasGeneration = file.starts(with: magic)
+        guard file.count >= prefixSize, hasGeneration || file.starts(with: firstVersionMagic) else {
+            return .corrupt("bad header")
+        }
         let bodyLength = Int(file.loadLittleEndian(UInt32.self, at: 4))
         guard bodyLength == file.count - prefixSize else {
             return .corrupt("body length \(bodyLength) but \(file.count - prefixSize) bytes follow the header")
@@ -104,6 +142,10 @@ enum StateFile {
         }
         var cursor = ByteCursor(bytes: body)
         var state = PersistedState()
+        if hasGeneration {
+            guard let generation = cursor.read(UInt64.self) else { return .corrupt("bad counters") }
+            state.generation = generation
+        }
         guard let nextSequence = cursor.read(UInt64.self),
             let discardedThrough = cursor.read(UInt64.self),
             let droppedRecords = cursor.read(UInt64.self),

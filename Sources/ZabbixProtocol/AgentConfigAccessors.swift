@@ -165,8 +165,9 @@ extension AgentConfig {
         }
     }
 
-    /// `zbx_check_hostname`'s complaint about `name`, or nil when it is acceptable.
-    static func hostnameProblem(_ name: String) -> String? {
+    /// `zbx_check_hostname`'s complaint about `name`, or nil when it is acceptable: Zabbix takes
+    /// 1-128 characters of `0-9A-Za-z`, space, `.`, `_` and `-` as a host name.
+    public static func hostnameProblem(_ name: String) -> String? {
         for character in name {
             let isAllowed =
                 character.isASCII

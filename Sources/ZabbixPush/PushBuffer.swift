@@ -2,16 +2,10 @@ import DurableQueue
 import Logging
 import ZabbixProtocol
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The daemon's on-disk buffer of sender values, with the sender session that goes with it: the
 /// session token lives in the buffer's state and each value's id is its record's sequence number,
-/// so a restarted daemon continues the session and the server can drop what it already has
-/// (reference section 5).
+/// so a restarted daemon continues the session and the server can drop what it already has.
 ///
 /// Sequence numbers are never reused, not even when the state file is lost (the segments carry
 /// the counter), and they rise in the order values are read and sent: per host and session the
@@ -33,6 +27,8 @@ actor PushBuffer {
             switch event {
             case .corruptionSkipped(let region):
                 logger.warning("buffer: skipped \(region.length) corrupt bytes at \(region.file) offset \(region.offset) (\(region.reason)); the records around them are kept")
+            case .stateCopyRepaired(let path, let recovery):
+                logger.info("buffer: state copy \(path) \(recovery); the other copy is whole and is used, nothing is lost")
             case .stateRecovered(let path, let recovery):
                 logger.warning("buffer: state file \(path) \(recovery); delivery restarts from the oldest buffered value")
             case .recordsDropped(let count, let reason):
@@ -74,7 +70,8 @@ actor PushBuffer {
                 if values.count == limit { return (values, through) }
             }
             if !values.isEmpty { break }
-            try queue.acknowledge(consumer: consumer, through: last.sequence)
+            // The position moves in memory even if saving it fails (a full disk): delivery goes on.
+            try? queue.acknowledge(consumer: consumer, through: last.sequence)
         }
         return (values, through)
     }

@@ -16,8 +16,8 @@ public struct PushSchedule: Sendable, Equatable {
 }
 
 /// How long to wait before retrying a server that failed: doubling from `base` up to `cap`,
-/// with "full jitter" (a random wait up to the bound) so that many hosts coming back after
-/// one outage do not retry in step.
+/// with "equal jitter" (a random wait between half the bound and the bound) so that many hosts
+/// coming back after one outage do not retry in step, yet none retries at once.
 public struct RetryBackoff: Sendable {
     public let baseNanoseconds: Int64
     public let capNanoseconds: Int64

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -33,6 +29,9 @@ public enum ZabbixSendError: Error, Equatable, Sendable, CustomStringConvertible
     case tlsHandshakeFailed(ZabbixAddress, reason: String)
     /// TLS cannot be set up on this side; nothing was sent anywhere.
     case tlsUnavailable(reason: String)
+    /// The task was cancelled (a shutdown deadline, a reload) before the reply came; the
+    /// connection was closed at once.
+    case cancelled(ZabbixAddress)
 
     public var isConnectFailure: Bool {
         switch self {
@@ -55,6 +54,7 @@ public enum ZabbixSendError: Error, Equatable, Sendable, CustomStringConvertible
         case .tlsHandshakeFailed(let node, let reason):
             return "TLS handshake with \(node) failed: \(reason) (wrong PSK or identity?)"
         case .tlsUnavailable(let reason): return "cannot use TLS: \(reason)"
+        case .cancelled(let node): return "sending to \(node) was cancelled"
         }
     }
 }
@@ -149,7 +149,13 @@ public struct ZabbixSenderClient: Sendable {
             }
         }
         do {
-            return try await reply.futureResult.get()
+            // Cancellation fails the exchange at once; the completion above then closes the
+            // channel, or the connect's completion does when it comes.
+            return try await withTaskCancellationHandler {
+                try await reply.futureResult.get()
+            } onCancel: {
+                reply.fail(ZabbixSendError.cancelled(node))
+            }
         } catch let error as ZabbixSendError {
             throw error
         } catch {

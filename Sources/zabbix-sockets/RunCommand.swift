@@ -1,5 +1,4 @@
 import ArgumentParser
-import DurableQueue
 import Logging
 import ServiceLifecycle
 import SocketStats
@@ -17,23 +16,31 @@ struct RunCommand: AsyncParsableCommand {
         entry (or --zabbix-server), retrying with backoff while a server is away. A kill -9, a reboot or a
         Zabbix outage leaves no hole: the buffer survives them, and the sender session kept with it lets
         the server drop values it already has. SIGTERM/SIGINT deliver what they can within
-        --shutdown-seconds and exit 0; SIGHUP re-reads --config. Logs go to stderr, one line per event.
+        --shutdown-seconds and exit 0, however long --timeout is; SIGHUP re-reads --config (a burst of
+        SIGHUPs is one reload). Logs go to stderr, one line per event.
+
+        The buffer directory must belong to the user running the daemon and must not be writable by
+        group or others; its files are never followed through links. On a full or failing disk the
+        daemon keeps collecting and delivering what is buffered, logs once what it could not store, and
+        stores again once space returns.
         """
     )
 
     @OptionGroup var sender: SenderFlags
     @OptionGroup var collection: CollectionFlags
 
-    @Option(help: ArgumentHelp("Seconds between collections (fractions allowed).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds between collections, 0.01-86400 (fractions allowed).", valueName: "seconds"))
     var interval: Double = 60
 
-    @Option(help: ArgumentHelp("Directory of the on-disk buffer (created, mode 0700).", valueName: "dir"))
+    @Option(help: ArgumentHelp(
+        "Directory of the on-disk buffer (created with mode 0700; must be owned by this user, not writable by group or others).",
+        valueName: "dir"))
     var bufferDir: String = "/var/lib/zabbix-sockets"
 
-    @Option(help: ArgumentHelp("Largest buffer in MiB; when full, the oldest values go first.", valueName: "MiB"))
+    @Option(help: ArgumentHelp("Largest buffer in MiB, \(Self.bufferMiBRange.lowerBound)-\(Self.bufferMiBRange.upperBound); when full, the oldest values go first.", valueName: "MiB"))
     var bufferMaxMib: Int = 64
 
-    @Option(help: ArgumentHelp("Oldest value kept in the buffer, in hours.", valueName: "hours"))
+    @Option(help: ArgumentHelp("Oldest value kept in the buffer, in hours, \(Self.bufferHoursRange.lowerBound)-\(Self.bufferHoursRange.upperBound).", valueName: "hours"))
     var bufferMaxAgeHours: Int = 24 * 7
 
     @Option(name: .customLong("netns-host"), help: ArgumentHelp(
@@ -42,18 +49,40 @@ struct RunCommand: AsyncParsableCommand {
     ))
     var namespaceHosts: [String] = []
 
-    @Option(help: ArgumentHelp("How long SIGTERM waits for pending values to go out.", valueName: "seconds"))
+    @Option(help: ArgumentHelp("How long SIGTERM waits, at most, for pending values to go out, \(Self.shutdownRange.lowerBound)-\(Self.shutdownRange.upperBound).", valueName: "seconds"))
     var shutdownSeconds: Int = 10
 
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
+    /// 2 MiB holds a day of minutely values of a busy host; 1 TiB is beyond any sane buffer.
+    static let bufferMiBRange = 2...1_048_576
+    /// Up to ten years; Zabbix itself refuses values older than its history anyway.
+    static let bufferHoursRange = 1...87_600
+    /// systemd's unit stops the daemon after 30 s; an hour is the most any stop may wait.
+    static let shutdownRange = 0...3600
+
     func validate() throws {
-        guard interval >= 0.01, interval <= 86400 else { throw ValidationError("--interval must be 0.01-86400 seconds") }
-        guard bufferMaxMib >= 2 else { throw ValidationError("--buffer-max-mib must be at least 2") }
-        guard bufferMaxAgeHours >= 1 else { throw ValidationError("--buffer-max-age-hours must be at least 1") }
+        guard interval >= 0.01, interval <= 86400 else { throw ValidationError("--interval must be 0.01-86400 seconds, not \(interval)") }
+        guard Self.bufferMiBRange.contains(bufferMaxMib) else {
+            throw ValidationError("--buffer-max-mib must be \(Self.bufferMiBRange.lowerBound)-\(Self.bufferMiBRange.upperBound), not \(bufferMaxMib)")
+        }
+        guard Self.bufferHoursRange.contains(bufferMaxAgeHours) else {
+            throw ValidationError("--buffer-max-age-hours must be \(Self.bufferHoursRange.lowerBound)-\(Self.bufferHoursRange.upperBound), not \(bufferMaxAgeHours)")
+        }
+        guard Self.shutdownRange.contains(shutdownSeconds) else {
+            throw ValidationError("--shutdown-seconds must be \(Self.shutdownRange.lowerBound)-\(Self.shutdownRange.upperBound), not \(shutdownSeconds)")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \"\(logLevel)\" is not a level") }
-        _ = try extraTargets()
+        let hosts = try extraTargets().map(\.host)
+        for host in hosts {
+            if let problem = AgentConfig.hostnameProblem(host) {
+                throw ValidationError("--netns-host: \"\(host)\" cannot be a Zabbix host: \(problem)")
+            }
+        }
+        if let repeated = hosts.firstDuplicate {
+            throw ValidationError("--netns-host: host \"\(repeated)\" is given more than once")
+        }
     }
 
     /// --netns-host entries as (namespace, host).
@@ -82,6 +111,11 @@ struct RunCommand: AsyncParsableCommand {
         let sender = self.sender
         let settings: @Sendable () throws -> PushSettings = {
             let resolved = try sender.resolve()
+            // The main host's counts and a namespace's under one name would reach Zabbix as one
+            // host, every value twice.
+            if extra.contains(where: { $0.host == resolved.host }) {
+                throw SenderFlags.SettingsError("--netns-host: \"\(resolved.host)\" is also the main host name; give the namespace a host of its own")
+            }
             return PushSettings(
                 destinations: resolved.destinations, hosts: [resolved.host] + extra.map(\.host), schedule: schedule,
                 timeoutSeconds: resolved.timeoutSeconds, psk: resolved.psk)
@@ -93,7 +127,7 @@ struct RunCommand: AsyncParsableCommand {
             throw fail(error.description)
         }
 
-        let namespaces = Dictionary(extra.map { ($0.host, $0.netns) }, uniquingKeysWith: { first, _ in first })
+        let namespaces = Dictionary(uniqueKeysWithValues: extra.map { ($0.host, $0.netns) })
         let failures = Mutex(RefusalLog())
         let source: PushDaemon.Source = { settings, clock, ns in
             settings.hosts.compactMap { host in
@@ -112,8 +146,9 @@ struct RunCommand: AsyncParsableCommand {
         let daemon: PushDaemon
         do {
             daemon = try PushDaemon(
-                settings: initial, bufferDirectory: bufferDir,
-                limits: QueueLimits(maxTotalBytes: bufferMaxMib << 20, maxAgeSeconds: Int64(bufferMaxAgeHours) * 3600),
+                settings: initial,
+                buffer: BufferSettings(
+                    directory: bufferDir, maxBytes: bufferMaxMib << 20, maxAgeSeconds: Int64(bufferMaxAgeHours) * 3600),
                 shutdownDeadlineSeconds: shutdownSeconds, logger: logger, source: source, reload: settings)
         } catch {
             throw fail("buffer \(bufferDir): \(error)")
@@ -121,5 +156,13 @@ struct RunCommand: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: daemon)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+}
+
+extension Sequence where Element: Hashable {
+    /// The first element seen twice.
+    var firstDuplicate: Element? {
+        var seen: Set<Element> = []
+        return first { !seen.insert($0).inserted }
     }
 }

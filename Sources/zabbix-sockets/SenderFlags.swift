@@ -2,11 +2,7 @@ import ArgumentParser
 import ZabbixProtocol
 import ZabbixSender
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// zabbix_sender's flags, with its names and meanings: where values go and for which host.
 struct SenderFlags: ParsableArguments, Sendable {
@@ -17,7 +13,8 @@ struct SenderFlags: ParsableArguments, Sendable {
     var config: String?
 
     @Option(name: [.customShort("z"), .customLong("zabbix-server")], help: ArgumentHelp(
-        "Zabbix server or proxy; replaces the config's first ServerActive entry.", valueName: "server"
+        "Zabbix servers or proxies in ServerActive's syntax (`a,b` both get the data, `a;b` fail over); replaces the config's first ServerActive entry.",
+        valueName: "servers"
     ))
     var zabbixServer: String?
 
@@ -87,17 +84,18 @@ struct SenderFlags: ParsableArguments, Sendable {
         }
         let psk = try resolvePSK(configFile: configTLS)
         if let zabbixServer {
-            let node: ZabbixAddress
-            do {
-                guard let parsed = try ServerCluster.parseList(zabbixServer).first, parsed.nodes.count == 1 else {
-                    throw SettingsError("--zabbix-server \"\(zabbixServer)\": give one server")
-                }
-                node = parsed.nodes[0]
-            } catch let error as AgentConfigError.Reason {
-                throw SettingsError("--zabbix-server \"\(zabbixServer)\": \(error)")
+            let parsed = Result { () throws(AgentConfigError.Reason) in try ServerCluster.parseList(zabbixServer) }
+            guard case .success(var given) = parsed else {
+                if case .failure(let error) = parsed { throw SettingsError("--zabbix-server \"\(zabbixServer)\": \(error)") }
+                throw SettingsError("--zabbix-server is empty")
             }
-            let cluster = ServerCluster(nodes: [ZabbixAddress(host: node.host, port: port ?? node.port)])
-            if destinations.isEmpty { destinations = [cluster] } else { destinations[0] = cluster }
+            guard !given.isEmpty else { throw SettingsError("--zabbix-server is empty") }
+            if let port {
+                for index in given.indices {
+                    given[index].nodes = given[index].nodes.map { ZabbixAddress(host: $0.host, port: port) }
+                }
+            }
+            destinations.replaceSubrange(0..<min(1, destinations.count), with: given)
         } else if let port, !destinations.isEmpty {
             destinations[0].nodes = destinations[0].nodes.map { ZabbixAddress(host: $0.host, port: port) }
         }
@@ -106,6 +104,9 @@ struct SenderFlags: ParsableArguments, Sendable {
         }
         guard let host = host ?? configHost ?? Self.systemHostname() else {
             throw SettingsError("no host name: give --host, or --config with a Hostname line")
+        }
+        if let problem = AgentConfig.hostnameProblem(host) {
+            throw SettingsError("host name \"\(host)\" cannot be a Zabbix host: \(problem)")
         }
         return Resolved(destinations: destinations, host: host, timeoutSeconds: timeout, psk: psk)
     }
@@ -153,6 +154,7 @@ struct SenderFlags: ParsableArguments, Sendable {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count - 1) == 0 else { return nil }
         let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return name.isEmpty ? nil : name
+        // As the agent does with HostnameItem's result: cut to Zabbix's 128 characters.
+        return name.isEmpty ? nil : String(name.prefix(AgentConfig.maximumHostnameLength))
     }
 }

@@ -1,10 +1,6 @@
 import ArgumentParser
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 @main
 struct ZabbixSockets: AsyncParsableCommand {
@@ -18,6 +14,23 @@ struct ZabbixSockets: AsyncParsableCommand {
         subcommands: [StatsCommand.self, SendCommand.self, RunCommand.self],
         defaultSubcommand: nil
     )
+
+    /// ArgumentParser's entry point, after ignoring SIGPIPE as zabbix_agentd does: a server that
+    /// closes early or a closed stderr pipe (`run ... 2>&1 | head -1`) is an error to report, not
+    /// a reason to die.
+    static func main() async {
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Prints `zabbix-sockets: error: <message>` on stderr and exits 1: the first words an admin

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Posix
 
 @testable import DurableQueue
 
@@ -25,7 +26,7 @@ final class KillRecoveryTests: XCTestCase {
                 appendUntilKilled(directory: directory, round: UInt64(round), reportTo: ends[1])
             }
             Glibc.close(ends[1])
-            XCTAssertGreaterThan(child, 0, "fork: \(errnoName(errno))")
+            XCTAssertGreaterThan(child, 0, "fork: \(describeErrno(errno))")
             usleep(UInt32.random(in: 2_000...60_000, using: &generator))
             kill(child, SIGKILL)
             var status: Int32 = 0

@@ -1,0 +1,108 @@
+import Glibc
+
+/// Why a file could not be read whole.
+public enum FileReadError: Error, Equatable, Sendable, CustomStringConvertible {
+    case system(SystemCallError)
+    /// A FIFO, device or socket: reading it could block forever or never end.
+    case notRegularFile(path: String)
+    case tooLarge(path: String, limit: Int)
+
+    public var errnoCode: Int32? {
+        if case .system(let error) = self { return error.code }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .system(let error): "cannot \(error.operation) \(error.path): \(describeErrno(error.code))"
+        case .notRegularFile(let path): "\(path) is not a regular file"
+        case .tooLarge(let path, let limit): "\(path) is larger than \(limit) bytes"
+        }
+    }
+}
+
+/// Opens `path` for reading without blocking on a FIFO, and checks that it is a regular file.
+/// The caller closes the descriptor.
+public func openRegularFile(_ path: String) throws(FileReadError) -> Int32 {
+    let descriptor: Int32
+    do {
+        descriptor = try retryingInterrupts("open", path) { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
+    } catch {
+        throw .system(error)
+    }
+    var status = stat()
+    guard fstat(descriptor, &status) == 0 else {
+        let code = errno
+        close(descriptor)
+        throw .system(SystemCallError("fstat", path, code: code))
+    }
+    guard status.st_mode & S_IFMT == S_IFREG else {
+        close(descriptor)
+        throw .notRegularFile(path: path)
+    }
+    return descriptor
+}
+
+/// The whole of a regular file of at most `limit` bytes. Refuses FIFOs, devices and sockets
+/// (`/dev/zero` never ends) and anything larger than the limit, so no input drives memory.
+public func readRegularFile(_ path: String, limit: Int) throws(FileReadError) -> [UInt8] {
+    let descriptor = try openRegularFile(path)
+    defer { close(descriptor) }
+    var contents: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: min(64 * 1024, limit + 1))
+    // Every pass reads at least one byte or ends; one byte past the limit proves it too large.
+    while contents.count <= limit {
+        let wanted = min(chunk.count, limit + 1 - contents.count)
+        let count = chunk.withUnsafeMutableBytes { buffer in
+            Result { () throws(SystemCallError) in
+                try retryingInterrupts("read", path) { read(descriptor, buffer.baseAddress, wanted) }
+            }
+        }
+        guard case .success(let count) = count else {
+            if case .failure(let error) = count { throw .system(error) }
+            return contents
+        }
+        if count == 0 { return contents }
+        contents += chunk[..<count]
+    }
+    throw .tooLarge(path: path, limit: limit)
+}
+
+/// The names in a directory, without "." and "..", in `readdir` order; at most `limit` of them
+/// (a directory with more throws `tooLarge`).
+public func directoryEntries(_ path: String, limit: Int) throws(FileReadError) -> [String] {
+    guard let handle = opendir(path) else { throw .system(SystemCallError("opendir", path, code: errno)) }
+    defer { closedir(handle) }
+    var names: [String] = []
+    for _ in 0...limit + 2 {
+        errno = 0
+        guard let entry = readdir(handle) else {
+            if errno != 0 { throw .system(SystemCallError("readdir", path, code: errno)) }
+            return names
+        }
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    throw .tooLarge(path: path, limit: limit)
+}
+
+/// At most `limit` characters of `bytes` for an error message: printable ASCII as is, anything
+/// else as \xNN, and "..." when cut. A malformed file never floods a log.
+public func excerpt<Bytes: Collection>(_ bytes: Bytes, limit: Int = 80) -> String where Bytes.Element == UInt8 {
+    var text = ""
+    for byte in bytes.prefix(limit) {
+        if byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\\") {
+            text.unicodeScalars.append(Unicode.Scalar(byte))
+        } else {
+            text += byte == UInt8(ascii: "\\") ? "\\\\" : "\\x" + hexByte(byte)
+        }
+    }
+    return bytes.count > limit ? text + "..." : text
+}
+
+private func hexByte(_ byte: UInt8) -> String {
+    let digits = Array("0123456789abcdef")
+    return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
+}
