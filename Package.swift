@@ -35,7 +35,7 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
         .target(name: "SocketStats", dependencies: ["CSockDiag"]),
-        .target(name: "ZabbixProtocol", dependencies: ["CZlib"]),
+        .target(name: "ZabbixProtocol", dependencies: ["CZlib", "Posix"]),
         .target(
             name: "ZabbixSender",
             dependencies: [

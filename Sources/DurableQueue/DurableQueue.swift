@@ -51,7 +51,6 @@ public final class DurableQueue {
     private var files: QueueDirectory?
     /// Oldest first; appends go to the last one.
     private var segments: [Segment] = []
-    private var appendDescriptor: Int32?
     /// Set after a failed write: the last segment's tail is unknown, so the next append starts a new one.
     private var mustRotate = false
     private var positions: [String: UInt64] = [:]
@@ -123,7 +122,10 @@ public final class DurableQueue {
             throw DurableQueueError.batchTooLarge(bytes: batchBytes, limit: limits.maxBatchBytes)
         }
         let recordedAt = timestamp ?? clock()
+        // Opened per append and closed after: between appends the queue holds no file open for
+        // writing, so an admin can remount the filesystem read-only.
         let descriptor = try descriptorForAppend()
+        defer { FileIO.close(descriptor) }
         // Bounds first, so an append that returns normally never had its own records dropped and an
         // append that throws here wrote nothing.
         try dropOverByteLimit(incomingBytes: batchBytes)
@@ -148,7 +150,10 @@ public final class DurableQueue {
             try FileIO.write(descriptor, frames, at: start, path: segments[last].path)
             try FileIO.syncData(descriptor, path: segments[last].path)
         } catch {
-            abandonAppendSegment(truncatingTo: start)
+            // The tail is unknown (the kernel may keep or drop the dirty pages): cut it back as far
+            // as possible, and start a new segment for the next append unless this one is empty.
+            _ = ftruncate(descriptor, off_t(start))
+            mustRotate = true
             throw error
         }
         segments[last].size += frames.count
@@ -271,8 +276,6 @@ public final class DurableQueue {
     public func close() {
         guard !isClosed else { return }
         isClosed = true
-        if let appendDescriptor { FileIO.close(appendDescriptor) }
-        appendDescriptor = nil
         files?.close()
         files = nil
     }
@@ -357,20 +360,17 @@ public final class DurableQueue {
         // An empty newest segment takes appends even after a failure: there is no tail to doubt,
         // and starting another would leave one empty file per failed append.
         if let newest = segments.last, !mustRotate || newest.size == 0, newest.size < limits.segmentBytes {
-            if let appendDescriptor { return appendDescriptor }
             let descriptor = try openDirectory().openFile(newest.name, O_WRONLY)
-            appendDescriptor = descriptor
             mustRotate = false
             return descriptor
         }
-        try startSegment()
-        return appendDescriptor!
+        return try startSegment()
     }
 
-    /// Starts a new, empty newest segment named after the next sequence number.
-    private func startSegment() throws {
-        if let appendDescriptor { FileIO.close(appendDescriptor) }
-        appendDescriptor = nil
+    /// Starts a new, empty newest segment named after the next sequence number; returns it open
+    /// for writing.
+    @discardableResult
+    private func startSegment() throws -> Int32 {
         let name = segmentName(firstSequence: nextSequence)
         let descriptor = try openDirectory().createFile(name)
         do {
@@ -383,20 +383,8 @@ public final class DurableQueue {
         }
         segments.append(
             Segment(firstSequence: nextSequence, name: name, path: path(of: name), size: 0, records: [], lastSequence: nil))
-        appendDescriptor = descriptor
         mustRotate = false
-    }
-
-    /// After a failed write or sync the file's tail is unknown (the kernel may keep or drop the
-    /// dirty pages), so the tail is cut back as far as possible and the next append starts a new
-    /// segment, unless this one is empty.
-    private func abandonAppendSegment(truncatingTo size: Int) {
-        if let appendDescriptor {
-            _ = ftruncate(appendDescriptor, off_t(size))
-            FileIO.close(appendDescriptor)
-        }
-        appendDescriptor = nil
-        mustRotate = true
+        return descriptor
     }
 
     // MARK: - Bounds and deletion
@@ -496,7 +484,7 @@ public final class DurableQueue {
     /// this works on a full disk) and keeps the counter on disk without the state file.
     private func freeSettledNewestSegment() throws {
         guard let newest = segments.last, newest.size > 0, newest.coversThrough <= settledThrough else { return }
-        try startSegment()
+        FileIO.close(try startSegment())
         try deleteOldestSegments(segments.count - 1)
     }
 

@@ -45,7 +45,8 @@ public func openRegularFile(_ path: String) throws(FileReadError) -> Int32 {
 
 /// The whole of a regular file of at most `limit` bytes. Refuses FIFOs, devices and sockets
 /// (`/dev/zero` never ends) and anything larger than the limit, so no input drives memory.
-public func readRegularFile(_ path: String, limit: Int) throws(FileReadError) -> [UInt8] {
+/// With `prefixOnly`, a longer file is not an error: its first `limit` bytes are returned.
+public func readRegularFile(_ path: String, limit: Int, prefixOnly: Bool = false) throws(FileReadError) -> [UInt8] {
     let descriptor = try openRegularFile(path)
     defer { close(descriptor) }
     var contents: [UInt8] = []
@@ -65,6 +66,7 @@ public func readRegularFile(_ path: String, limit: Int) throws(FileReadError) ->
         if count == 0 { return contents }
         contents += chunk[..<count]
     }
+    if prefixOnly { return Array(contents.prefix(limit)) }
     throw .tooLarge(path: path, limit: limit)
 }
 

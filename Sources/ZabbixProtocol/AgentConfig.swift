@@ -49,19 +49,32 @@ public struct AgentConfig: Equatable, Sendable {
         -> AgentConfig
     {
         var loader = Loader(unknownParameters: unknownParameters)
-        let contents: [UInt8]
-        do {
-            contents = try LocalFiles.read(path)
-        } catch {
-            throw AgentConfigError(file: path, line: nil, reason: .cannotOpen(reason: error.reason))
-        }
-        try loader.parse(contents, file: path, level: 1)
+        try loader.parse(try loader.read(path), file: path, level: 1)
         return loader.config
     }
+
+    /// Zabbix's own configs are a few KiB; these bounds keep a wrong `-c` or `Include`
+    /// (`/dev/zero`, a log file, a huge directory) from driving memory.
+    public static let maximumFileBytes = 1 << 20
+    public static let maximumTotalBytes = 16 << 20
+    public static let maximumDirectoryEntries = 10_000
 
     private struct Loader {
         let unknownParameters: UnknownParameters
         var config = AgentConfig()
+        var bytesRead = 0
+
+        /// A config file, within the per-file and the total bound.
+        mutating func read(_ file: String) throws(AgentConfigError) -> [UInt8] {
+            let limit = min(AgentConfig.maximumFileBytes, AgentConfig.maximumTotalBytes - bytesRead)
+            do {
+                let contents = try LocalFiles.read(file, limit: limit)
+                bytesRead += contents.count
+                return contents
+            } catch {
+                throw AgentConfigError(file: file, line: nil, reason: .cannotOpen(reason: error.reason))
+            }
+        }
 
         mutating func parse(_ contents: [UInt8], file: String, level: Int) throws(AgentConfigError) {
             var lineNumber = 0
@@ -136,7 +149,7 @@ public struct AgentConfig: Equatable, Sendable {
             case .directory:
                 let names: [String]
                 do {
-                    names = try LocalFiles.entries(of: path)
+                    names = try LocalFiles.entries(of: path, limit: AgentConfig.maximumDirectoryEntries)
                 } catch {
                     throw self.error(.includePath(path, reason: error.reason), at: location)
                 }
@@ -158,13 +171,7 @@ public struct AgentConfig: Equatable, Sendable {
             guard level < AgentConfig.maximumIncludeLevel else {
                 throw error(.recursion(path: file), at: location)
             }
-            let contents: [UInt8]
-            do {
-                contents = try LocalFiles.read(file)
-            } catch {
-                throw AgentConfigError(file: file, line: nil, reason: .cannotOpen(reason: error.reason))
-            }
-            try parse(contents, file: file, level: level + 1)
+            try parse(try read(file), file: file, level: level + 1)
         }
 
         /// `parse_glob`: the only wildcard is `*`, in the last component of an absolute path.

@@ -1,13 +1,7 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import Posix
 
-/// The few POSIX file calls the config loader needs, with errno turned into `strerror` text
-/// as Zabbix prints it.
+/// The few file calls the config loader needs, with errors worded as Zabbix prints them.
 enum LocalFiles {
     struct Failure: Error {
         var reason: String
@@ -22,7 +16,7 @@ enum LocalFiles {
     /// Like `zbx_stat`: follows symbolic links.
     static func kind(of path: String) throws(Failure) -> Kind {
         var status = stat()
-        guard stat(path, &status) == 0 else { throw lastFailure() }
+        guard stat(path, &status) == 0 else { throw Failure(reason: describeErrno(errno)) }
         switch status.st_mode & S_IFMT {
         case S_IFREG: return .regularFile
         case S_IFDIR: return .directory
@@ -30,46 +24,28 @@ enum LocalFiles {
         }
     }
 
-    /// The whole file, or its first `limit` bytes (a PSK file is read no further than its first line).
-    static func read(_ path: String, upTo limit: Int = .max) throws(Failure) -> [UInt8] {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw lastFailure() }
-        defer { close(descriptor) }
-        var contents: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: min(64 * 1024, limit))
-        while contents.count < limit {
-            let wanted = min(chunk.count, limit - contents.count)
-            let count = chunk.withUnsafeMutableBytes { readBytes(descriptor, $0.baseAddress, wanted) }
-            if count == 0 { return contents }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw lastFailure()
+    /// The whole regular file, at most `limit` bytes; with `prefixOnly` its first `limit` bytes
+    /// (a PSK file is read no further than its first line).
+    static func read(_ path: String, limit: Int, prefixOnly: Bool = false) throws(Failure) -> [UInt8] {
+        do {
+            return try readRegularFile(path, limit: limit, prefixOnly: prefixOnly)
+        } catch {
+            switch error {
+            case .system(let failure): throw Failure(reason: describeErrno(failure.code))
+            case .notRegularFile: throw Failure(reason: "not a regular file")
+            case .tooLarge(_, let limit): throw Failure(reason: "larger than \(limit) bytes")
             }
-            contents.append(contentsOf: chunk[..<count])
         }
-        return contents
     }
 
-    /// Entry names without "." and "..", in `readdir` order.
-    static func entries(of directory: String) throws(Failure) -> [String] {
-        guard let stream = opendir(directory) else { throw lastFailure() }
-        defer { closedir(stream) }
-        var names: [String] = []
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
+    /// Entry names without "." and "..", in `readdir` order; at most `limit`.
+    static func entries(of directory: String, limit: Int) throws(Failure) -> [String] {
+        do {
+            return try directoryEntries(directory, limit: limit)
+        } catch .tooLarge(_, let limit) {
+            throw Failure(reason: "more than \(limit) entries")
+        } catch {
+            throw Failure(reason: error.errnoCode.map(describeErrno) ?? "\(error)")
         }
-        return names
     }
-
-    private static func lastFailure() -> Failure {
-        Failure(reason: String(cString: strerror(errno)))
-    }
-}
-
-/// At file scope `read` is the C call, not `LocalFiles.read`.
-private func readBytes(_ descriptor: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
-    read(descriptor, buffer, count)
 }

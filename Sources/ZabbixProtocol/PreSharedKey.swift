@@ -27,7 +27,7 @@ public struct PreSharedKey: Equatable, Sendable {
         let contents: [UInt8]
         do {
             // fgets reads at most this much of the first line; enough to tell "too long".
-            contents = try LocalFiles.read(file, upTo: maximumHexDigits + 3)
+            contents = try LocalFiles.read(file, limit: maximumHexDigits + 3, prefixOnly: true)
         } catch {
             throw .cannotOpen(path: file, reason: error.reason)
         }

@@ -21,7 +21,7 @@ struct CollectionFlags: ParsableArguments {
     )
     var sectionList: String = CollectionOptions.Section.allCases.map(\.rawValue).joined(separator: ",")
 
-    @Option(name: .customLong("remote-ports"), help: ArgumentHelp("Service ports whose outbound connections are counted by state.", valueName: "list"))
+    @Option(name: .customLong("remote-ports"), help: ArgumentHelp("Service ports whose outbound connections are counted by state; at most \(CollectionOptions.maximumRemotePorts).", valueName: "list"))
     var remotePortList: String = CollectionOptions.defaultRemotePorts.map(String.init).joined(separator: ",")
 
     @Option(help: ArgumentHelp(
@@ -50,6 +50,10 @@ struct CollectionFlags: ParsableArguments {
         options.remotePorts = try remotePortList.split(separator: ",").map { text in
             guard let port = UInt16(text), port > 0 else { throw ValidationError("--remote-ports: \"\(text)\" is not a port number (1-65535)") }
             return port
+        }
+        let distinct = Set(options.remotePorts).count
+        guard distinct <= CollectionOptions.maximumRemotePorts else {
+            throw ValidationError("--remote-ports: \(distinct) ports given, at most \(CollectionOptions.maximumRemotePorts)")
         }
         return options
     }

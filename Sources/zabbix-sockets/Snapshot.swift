@@ -27,6 +27,8 @@ struct CollectionOptions {
 
     /// PostgreSQL, MySQL, Redis, HTTPS, HTTP: the dependencies whose connections pile up most often.
     static let defaultRemotePorts: [UInt16] = [5432, 3306, 6379, 443, 80]
+    /// PortBreakdown numbers the watched ports with one byte.
+    static let maximumRemotePorts = 255
 
     func collect() throws(CollectorError) -> Snapshot {
         let root = procRoot ?? "/proc"

@@ -51,6 +51,7 @@ final class DurableQueueTests: XCTestCase {
             XCTAssertGreaterThan(segmentFiles(in: directory).count, 3)
             try queue.acknowledge(consumer: "a", through: 30)
             XCTAssertEqual(segmentFiles(in: directory).count, 1, "only the newest segment stays")
+            XCTAssertEqual(queue.stats.totalBytes, 0, "emptied: delivered records free their space")
             queue.close()
         }
         do {
@@ -59,7 +60,9 @@ final class DurableQueueTests: XCTestCase {
             XCTAssertEqual(try queue.append([[31]]), [31])
             queue.close()
         }
+        // Both copies of the state gone: the segments' names still carry the counter.
         try FileManager.default.removeItem(atPath: statePath(in: directory))
+        try FileManager.default.removeItem(atPath: directory + "/state.copy")
         let log = EventLog()
         let queue = try openQueue(directory, log: log)
         XCTAssertEqual(log.stateRecoveries, [.missing])

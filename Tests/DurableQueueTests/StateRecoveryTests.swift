@@ -18,7 +18,7 @@ final class StateRecoveryTests: XCTestCase {
 
     func testStateFileRoundTripsThroughItsEncoding() {
         let state = PersistedState(
-            nextSequence: 77, discardedThrough: 12, droppedRecords: 3, positions: ["a": 40, "ü": 13],
+            generation: 9, nextSequence: 77, discardedThrough: 12, droppedRecords: 3, positions: ["a": 40, "ü": 13],
             values: ["token": "abc", "empty": "", "newline": "x\ny"])
         XCTAssertEqual(StateFile.decode(StateFile.encode(state)), .present(state))
     }
@@ -43,8 +43,10 @@ final class StateRecoveryTests: XCTestCase {
         ]
         for (name, damage) in corruptions {
             let directory = try queueWithSavedState()
-            let path = statePath(in: directory)
-            try writeBytes(damage(try readBytes(path)), to: path)
+            // Both copies damaged: nothing whole is left to recover from.
+            for path in [statePath(in: directory), directory + "/state.copy"] {
+                try writeBytes(damage(try readBytes(path)), to: path)
+            }
 
             let log = EventLog()
             let queue = try openQueue(directory, consumers: ["a", "b"], log: log)
@@ -64,9 +66,10 @@ final class StateRecoveryTests: XCTestCase {
         }
     }
 
-    func testMissingStateFileIsReported() throws {
+    func testMissingStateFilesAreReported() throws {
         let directory = try queueWithSavedState()
         try FileManager.default.removeItem(atPath: statePath(in: directory))
+        try FileManager.default.removeItem(atPath: directory + "/state.copy")
         let log = EventLog()
         let queue = try openQueue(directory, log: log)
         XCTAssertEqual(log.events, [.stateRecovered(path: statePath(in: directory), .missing)])
@@ -83,5 +86,18 @@ final class StateRecoveryTests: XCTestCase {
         XCTAssertEqual(queue.state, ["token": "abc"])
         XCTAssertEqual(queue.stats.pendingByConsumer, ["a": 5, "b": 8])
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/state.tmp"))
+    }
+}
+
+extension StateRecoveryTests {
+    /// Buffers written before the state gained its generation and second copy still open whole.
+    func testFirstVersionStateFileIsStillRead() {
+        let state = PersistedState(nextSequence: 5, discardedThrough: 1, droppedRecords: 0, positions: ["a": 3], values: ["k": "v"])
+        let current = StateFile.encode(state)
+        let body = Array(current[20...])  // without magic, length, checksum and generation
+        var firstVersion: [UInt8] = [0xE2, 0x44, 0x51, 0x53]
+        firstVersion.appendLittleEndian(UInt32(body.count))
+        firstVersion.appendLittleEndian(CRC32.checksum(body))
+        XCTAssertEqual(StateFile.decode(firstVersion + body), .present(state))
     }
 }

@@ -156,13 +156,13 @@ final class AgentConfigTests: XCTestCase {
         let missing = "\(directory.path)/nope.conf"
         XCTAssertEqual(
             accessorError { _ = try AgentConfig.load(path: missing) }?.description,
-            "cannot open config file \"\(missing)\": No such file or directory")
+            "cannot open config file \"\(missing)\": ENOENT (No such file or directory)")
         let error = try loadError("Server=1\nInclude=\(directory.path)/absent.d\n")
-        XCTAssertEqual(error.reason, .includePath("\(directory.path)/absent.d", reason: "No such file or directory"))
+        XCTAssertEqual(error.reason, .includePath("\(directory.path)/absent.d", reason: "ENOENT (No such file or directory)"))
         XCTAssertEqual(error.line, 2)
         XCTAssertEqual(
             try loadError("Include=\(directory.path)/absent.d/*.conf\n").reason,
-            .includePath("\(directory.path)/absent.d", reason: "No such file or directory"))
+            .includePath("\(directory.path)/absent.d", reason: "ENOENT (No such file or directory)"))
         XCTAssertNoThrow(try load("Include=\(try directory.makeDirectory("empty"))/*.conf\n"), "a glob may match nothing")
     }
 
