@@ -116,6 +116,7 @@ final class PreSharedKeyTests: XCTestCase {
             XCTAssertEqual("\($0)", "cannot open file \"/dev/zero\": not a regular file")
         }
         // A key file with a huge tail is read no further than the first line needs.
+        let directory = try TemporaryDirectory()
         let huge = try directory.write("huge.psk", String(repeating: "ab", count: 32) + "\n" + String(repeating: "x", count: 4 << 20))
         XCTAssertEqual(try PreSharedKey.load(identity: "x", file: huge).key.count, 32)
     }
