@@ -22,8 +22,9 @@ its values (history.get of that item): with --interval 1 every collection has it
   30 corruption: a buffer with garbage at the start of its segment, a flipped byte in a middle
      record and a torn last record: the daemon logs each skip, delivers every readable record and
      runs on
-  31 the state file lost while values wait: a new session; the buffered values and the new ones
-     all arrive (ids are the records' sequence numbers, which never restart)
+  31 one state file lost while values wait: the other copy keeps the session, nothing is sent
+     twice; both lost: a new session; the buffered values and the new ones all arrive (ids are
+     the records' sequence numbers, which never restart)
   40 refusal: an extra --netns-host for a host Zabbix does not know, and one for a namespace that
      does not exist: each is logged once over many intervals; the real host misses no value
   50 soak: 5,000 collections at --interval 0.02: RSS and open descriptors flat after warm-up,
@@ -169,14 +170,14 @@ class Relay:
 
 
 # ------------------------------------------------------------------------------------ buffer files
-def read_state(directory):
-    """The buffer's state file (Sources/DurableQueue/StateFile.swift): next sequence, consumer
-    positions and the owner's values (the sender session)."""
-    with open(os.path.join(directory, "state"), "rb") as f:
+def read_state(directory, name="state"):
+    """The buffer's state file (Sources/DurableQueue/StateFile.swift; `state.copy` holds the same):
+    next sequence, consumer positions and the owner's values (the sender session)."""
+    with open(os.path.join(directory, name), "rb") as f:
         data = f.read()
-    if data[:4] != b"\xe2DQS":
+    if data[:4] not in (b"\xe2DQT", b"\xe2DQS"):
         raise ValueError("not a state file")
-    body, offset = data[12:], 0
+    body, offset = data[12:], 8 if data[:4] == b"\xe2DQT" else 0   # the generation comes first
 
     def take(fmt):
         nonlocal offset
@@ -681,9 +682,9 @@ class DaemonTests(unittest.TestCase):
             print(f"#   {line}", flush=True)
 
     def test_31_lost_state_file(self):
-        """The state file (session token, positions) gone while values wait: the daemon starts a new
-        session and delivers from the oldest record; neither the old values nor the new ones may be
-        taken for repeats of the old session's ids."""
+        """One state file (session token, positions) gone while values wait: the copy keeps the
+        session. Both gone: the daemon starts a new session and delivers from the oldest record;
+        neither the old values nor the new ones may be taken for repeats of the old session's ids."""
         buf = self.buffer_dir("lost-state")
         relay = self.relay("reject")
         t0 = time.time()
@@ -693,6 +694,13 @@ class DaemonTests(unittest.TestCase):
         self.assertEqual(d1.stop(), 0, d1.log())
         old_session = read_state(buf)["values"]["session"]
         os.remove(os.path.join(buf, "state"))
+        d_copy = self.daemon("lost-state-copy", "corrupt", buf, "--shutdown-seconds", "1", port=relay.port,
+                             interval="0.25")
+        zbxapi.wait_until(lambda: "state copy" in d_copy.log(), 10, 0.1, "the repaired state copy logged")
+        self.assertEqual(d_copy.stop(), 0, d_copy.log())
+        self.assertEqual(read_state(buf)["values"]["session"], old_session, "one lost file keeps the session")
+        for name in ("state", "state.copy"):
+            os.remove(os.path.join(buf, name))
 
         relay.mode = "pass"
         t_restart = time.time()
