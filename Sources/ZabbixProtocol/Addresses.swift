@@ -16,6 +16,21 @@ public struct ZabbixAddress: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// Why a `ServerActive`-style list was refused, in Zabbix's words.
+public enum AddressListError: Error, Equatable, Sendable, CustomStringConvertible {
+    case invalidAddress(parameter: String, address: String)
+    case duplicateAddress(parameter: String, address: String)
+
+    public var description: String {
+        switch self {
+        case .invalidAddress(let parameter, let address):
+            "error parsing the \"\(parameter)\" parameter: address \"\(address)\" is invalid"
+        case .duplicateAddress(let parameter, let address):
+            "error parsing the \"\(parameter)\" parameter: address \"\(address)\" specified more than once"
+        }
+    }
+}
+
 /// One comma-separated `ServerActive` entry: nodes of an HA cluster, tried in order.
 public struct ServerCluster: Equatable, Sendable {
     public var nodes: [ZabbixAddress]
@@ -36,7 +51,7 @@ public struct ServerCluster: Equatable, Sendable {
     /// across all entries.
     public static func parseList(
         _ value: String, parameter: String = "ServerActive", defaultPort: UInt16 = ZabbixAddress.defaultServerPort
-    ) throws(AgentConfigError.Reason) -> [ServerCluster] {
+    ) throws(AddressListError) -> [ServerCluster] {
         var clusters: [ServerCluster] = []
         var seen: Set<ZabbixAddress> = []
         // Split on bytes like Zabbix: a Character split would miss a comma followed by a combining mark.

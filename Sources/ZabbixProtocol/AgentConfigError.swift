@@ -24,18 +24,9 @@ public struct AgentConfigError: Error, Equatable, Sendable, CustomStringConverti
         case globNotLastComponent(String)
         case globPathNotAbsolute(String)
         case globBaseNotDirectory(String)
-        case invalidAddress(parameter: String, address: String)
-        case duplicateAddress(parameter: String, address: String)
+        case addressList(AddressListError)
         case invalidHostname(String, reason: String)
         case duplicateHostname(String)
-        case invalidServerEntry(String)
-        case invalidSourceIP(String)
-        case tlsParameterEmpty(String)
-        case tlsInvalidValue(String)
-        case tlsMissingCompanion(defined: String, missing: String)
-        case tlsMissingCertificate(defined: String)
-        case tlsValueRequiresCertificate(String)
-        case tlsValueRequiresPSK(String)
 
         public var description: String {
             switch self {
@@ -50,26 +41,11 @@ public struct AgentConfigError: Error, Equatable, Sendable, CustomStringConverti
             case .globNotLastComponent(let glob): return "\(glob): glob pattern should be the last component of the path"
             case .globPathNotAbsolute(let glob): return "\(glob): path should be absolute"
             case .globBaseNotDirectory(let glob): return "\(glob): base path is not a directory"
-            case .invalidAddress(let parameter, let address):
-                return "error parsing the \"\(parameter)\" parameter: address \"\(address)\" is invalid"
-            case .duplicateAddress(let parameter, let address):
-                return "error parsing the \"\(parameter)\" parameter: address \"\(address)\" specified more than once"
+            case .addressList(let error): return error.description
             case .invalidHostname(let name, let reason):
                 return "invalid \"Hostname\" configuration parameter: '\(name)': \(reason)"
             case .duplicateHostname(let name):
                 return "error parsing the \"Hostname\" parameter: host \"\(name)\" specified more than once"
-            case .invalidServerEntry(let entry): return "invalid entry in \"Server\" configuration parameter: \"\(entry)\""
-            case .invalidSourceIP(let value): return "invalid \"SourceIP\" configuration parameter: '\(value)'"
-            case .tlsParameterEmpty(let name): return "configuration parameter \"\(name)\" is defined but empty"
-            case .tlsInvalidValue(let name): return "invalid value of \"\(name)\" parameter"
-            case .tlsMissingCompanion(let defined, let missing):
-                return "configuration parameter \"\(defined)\" is defined but \"\(missing)\" is not defined"
-            case .tlsMissingCertificate(let defined):
-                return "configuration parameter \"\(defined)\" is defined but \"TLSCertFile\" and \"TLSKeyFile\" are not defined"
-            case .tlsValueRequiresCertificate(let name):
-                return "parameter \"\(name)\" value requires a certificate but it is not configured"
-            case .tlsValueRequiresPSK(let name):
-                return "parameter \"\(name)\" value requires a pre-shared key (PSK) but it is not configured"
             }
         }
     }

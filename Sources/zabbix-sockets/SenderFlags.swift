@@ -84,7 +84,7 @@ struct SenderFlags: ParsableArguments, Sendable {
         }
         let psk = try resolvePSK(configFile: configTLS)
         if let zabbixServer {
-            let parsed = Result { () throws(AgentConfigError.Reason) in try ServerCluster.parseList(zabbixServer) }
+            let parsed = Result { () throws(AddressListError) in try ServerCluster.parseList(zabbixServer) }
             guard case .success(var given) = parsed else {
                 if case .failure(let error) = parsed { throw SettingsError("--zabbix-server \"\(zabbixServer)\": \(error)") }
                 throw SettingsError("--zabbix-server is empty")
