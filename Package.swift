@@ -35,7 +35,8 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
         .target(name: "SocketStats", dependencies: ["CSockDiag"]),
-        .target(name: "ZabbixProtocol", dependencies: ["CZlib", "Posix"]),
+        .target(name: "ZabbixProtocol", dependencies: ["CZlib"]),
+        .target(name: "ZabbixConfig", dependencies: ["ZabbixProtocol", "Posix"]),
         .target(
             name: "ZabbixSender",
             dependencies: [
@@ -52,6 +53,7 @@ let package = Package(
                 "ZabbixProtocol",
                 "ZabbixSender",
                 "DurableQueue",
+                "Posix",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -63,9 +65,10 @@ let package = Package(
             dependencies: [
                 "SocketStats",
                 "ZabbixProtocol",
+                "ZabbixConfig",
                 "ZabbixSender",
                 "ZabbixPush",
-                "DurableQueue",
+                "Posix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -74,7 +77,9 @@ let package = Package(
         ),
         .executableTarget(name: "sockdiag-floor"),
         .testTarget(name: "SocketStatsTests", dependencies: ["SocketStats"], exclude: ["Fixtures"]),
-        .testTarget(name: "ZabbixProtocolTests", dependencies: ["ZabbixProtocol", "CZlib"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "ZabbixProtocolTests", dependencies: ["ZabbixProtocol", "CZlib", "TestSupport"]),
+        .testTarget(name: "ZabbixConfigTests", dependencies: ["ZabbixConfig", "ZabbixProtocol", "TestSupport"]),
         .testTarget(
             name: "ZabbixSenderTests",
             dependencies: [
@@ -89,7 +94,7 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: []),
         .target(name: "Posix"),
         .target(name: "DurableQueue", dependencies: ["Posix"]),
-        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "Posix"]),
+        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "Posix", "TestSupport"]),
         .testTarget(name: "ZabbixPushTests", dependencies: ["ZabbixPush", "ZabbixProtocol"]),
     ]
 )

@@ -22,18 +22,6 @@ public struct PreSharedKey: Equatable, Sendable {
         self.key = key
     }
 
-    /// Reads the key from `file` and pairs it with `identity`.
-    public static func load(identity: String, file: String) throws(PSKError) -> PreSharedKey {
-        let contents: [UInt8]
-        do {
-            // fgets reads at most this much of the first line; enough to tell "too long".
-            contents = try LocalFiles.read(file, limit: maximumHexDigits + 3, prefixOnly: true)
-        } catch {
-            throw .cannotOpen(path: file, reason: error.reason)
-        }
-        return try PreSharedKey(identity: identity, key: parseKeyFile(contents, path: file))
-    }
-
     /// The key bytes of a `TLSPSKFile` whose contents are `contents`, as `zbx_read_psk_file` reads
     /// them: the first line up to CR, LF or NUL, 32 to 512 hex digits in pairs.
     public static func parseKeyFile(_ contents: [UInt8], path: String) throws(PSKError) -> [UInt8] {

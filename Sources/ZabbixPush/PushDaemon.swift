@@ -1,4 +1,5 @@
 import DurableQueue
+import Posix
 import Glibc
 import Logging
 import ServiceLifecycle

@@ -3,6 +3,8 @@ import Logging
 import ServiceLifecycle
 import SocketStats
 import Synchronization
+import Posix
+import ZabbixConfig
 import ZabbixProtocol
 import ZabbixPush
 

@@ -1,6 +1,8 @@
 import ArgumentParser
 import NIOCore
 import SocketStats
+import Posix
+import ZabbixConfig
 import ZabbixProtocol
 import ZabbixSender
 

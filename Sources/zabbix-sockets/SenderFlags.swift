@@ -1,4 +1,6 @@
 import ArgumentParser
+import Posix
+import ZabbixConfig
 import ZabbixProtocol
 import ZabbixSender
 

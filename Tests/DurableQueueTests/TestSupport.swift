@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import DurableQueue
@@ -55,27 +56,6 @@ func openQueue(
     now: @escaping () -> Int64 = { fixedNow }
 ) throws -> DurableQueue {
     try DurableQueue(directory: directory, limits: limits, consumers: consumers, clock: now, onEvent: log.record)
-}
-
-/// SplitMix64: a tiny seeded generator so failures reproduce.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed >> 31)
-    }
-}
-
-func randomBytes(_ count: Int, using generator: inout SeededGenerator) -> [UInt8] {
-    (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
 }
 
 /// Payloads that differ in size and content, so a record mixed up with another is noticed.

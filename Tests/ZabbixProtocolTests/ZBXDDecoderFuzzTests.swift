@@ -1,3 +1,4 @@
+import TestSupport
 import XCTest
 
 @testable import ZabbixProtocol
@@ -112,7 +113,7 @@ final class ZBXDDecoderFuzzTests: XCTestCase {
         let payload =
             Bool.random(using: &generator)
             ? (0..<count).map { _ in UInt8.random(in: 0x20...0x7A, using: &generator) & 0xF7 }
-            : [UInt8].random(count: count, using: &generator)
+            : randomBytes(count, using: &generator)
         return ZBXDFrame(payload: payload, flags: flags)
     }
 
@@ -120,7 +121,7 @@ final class ZBXDDecoderFuzzTests: XCTestCase {
         switch iteration % 4 {
         case 0:
             // Pure noise, sometimes behind a valid magic so the length and flag paths are reached.
-            let noise = [UInt8].random(count: Int.random(in: 0...40, using: &generator), using: &generator)
+            let noise = randomBytes(Int.random(in: 0...40, using: &generator), using: &generator)
             return Bool.random(using: &generator) ? Array("ZBXD".utf8) + noise : noise
         default:
             var bytes = try randomFrame(using: &generator).encoded()
@@ -141,7 +142,7 @@ final class ZBXDDecoderFuzzTests: XCTestCase {
             case 1:
                 bytes.removeLast(Int.random(in: 0...bytes.count, using: &generator))
             case 2:
-                bytes.append(contentsOf: [UInt8].random(count: Int.random(in: 1...8, using: &generator), using: &generator))
+                bytes.append(contentsOf: randomBytes(Int.random(in: 1...8, using: &generator), using: &generator))
             case 3 where bytes.count >= 13:
                 // Overwrite a length field with an extreme or nearby value.
                 let field = Bool.random(using: &generator) ? 5 : 9

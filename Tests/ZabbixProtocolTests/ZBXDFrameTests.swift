@@ -1,4 +1,5 @@
 import CZlib
+import TestSupport
 import XCTest
 
 @testable import ZabbixProtocol

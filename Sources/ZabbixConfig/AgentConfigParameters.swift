@@ -1,3 +1,4 @@
+import ZabbixProtocol
 /// How `__parse_cfg_file` stores a parameter's value.
 enum AgentParameterKind: Equatable {
     /// TYPE_STRING: a later line overwrites an earlier one.

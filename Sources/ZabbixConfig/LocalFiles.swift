@@ -1,3 +1,4 @@
+import ZabbixProtocol
 import Glibc
 import Posix
 

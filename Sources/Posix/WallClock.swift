@@ -1,10 +1,7 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
-/// A moment as Zabbix's `clock` (seconds since the epoch) and `ns` fields carry it.
+/// A moment of the system clock as seconds and nanoseconds since the epoch (what Zabbix's `clock`
+/// and `ns` fields carry).
 public struct WallClock: Sendable, Equatable {
     public var seconds: Int
     public var nanoseconds: Int

@@ -1,5 +1,7 @@
+import TestSupport
 import XCTest
 
+@testable import ZabbixConfig
 @testable import ZabbixProtocol
 
 final class AgentConfigTests: XCTestCase {

@@ -1,3 +1,4 @@
+import ZabbixProtocol
 /// zabbix_sender's TLS parameters: each one from its `--tls-*` flag, else from the config file
 /// (`zbx_fill_from_config_file`), then checked by `zbx_tls_validate_config` in the sender's words.
 /// Values are as given; nothing here reads a file.

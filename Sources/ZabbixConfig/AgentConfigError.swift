@@ -1,3 +1,4 @@
+import ZabbixProtocol
 /// A refused `zabbix_agentd.conf`: where (file, line) and why, in Zabbix's words.
 public struct AgentConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     public var file: String

@@ -1,3 +1,4 @@
+import ZabbixProtocol
 extension AgentConfig {
     /// Zabbix's `MAX_ZBX_HOSTNAME_LEN`.
     public static let maximumHostnameLength = 128
@@ -34,7 +35,7 @@ extension AgentConfig {
         for character in name {
             let isAllowed =
                 character.isASCII
-                && (isASCIIAlphanumeric(character.asciiValue!) || " ._-".contains(character))
+                && (character.isLetter || character.isNumber || " ._-".contains(character))
             if !isAllowed { return "name contains invalid character '\(character)'" }
         }
         if name.isEmpty { return "name is empty" }

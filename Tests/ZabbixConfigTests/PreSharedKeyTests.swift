@@ -1,6 +1,8 @@
+import TestSupport
 import XCTest
 
-@testable import ZabbixProtocol
+@testable import ZabbixConfig
+import ZabbixProtocol
 
 /// `zbx_read_psk_file`, `zbx_check_psk_identity_len` and `zbx_tls_validate_config` (sender) rules.
 final class PreSharedKeyTests: XCTestCase {

@@ -1,3 +1,4 @@
+import ZabbixProtocol
 /// A parsed `zabbix_agentd.conf` (6.0 rules, `__parse_cfg_file` in Zabbix's cfg.c), includes resolved.
 public struct AgentConfig: Equatable, Sendable {
     /// Where a setting came from.
