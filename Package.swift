@@ -35,7 +35,7 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
         .target(name: "SocketStats", dependencies: ["CSockDiag"]),
-        .target(name: "ZabbixProtocol", dependencies: ["CZlib"]),
+        .target(name: "ZabbixProtocol", dependencies: ["CZlib", "ByteCoding"]),
         .target(name: "ZabbixConfig", dependencies: ["ZabbixProtocol", "Posix"]),
         .target(
             name: "ZabbixSender",
@@ -54,6 +54,7 @@ let package = Package(
                 "ZabbixSender",
                 "DurableQueue",
                 "Posix",
+                "ByteCoding",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -93,8 +94,9 @@ let package = Package(
         ),
         .testTarget(name: "IntegrationTests", dependencies: []),
         .target(name: "Posix"),
-        .target(name: "DurableQueue", dependencies: ["Posix"]),
-        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "Posix", "TestSupport"]),
+        .target(name: "ByteCoding"),
+        .target(name: "DurableQueue", dependencies: ["Posix", "ByteCoding"]),
+        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "Posix", "ByteCoding", "TestSupport"]),
         .testTarget(name: "ZabbixPushTests", dependencies: ["ZabbixPush", "ZabbixProtocol"]),
     ]
 )

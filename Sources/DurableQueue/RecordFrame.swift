@@ -1,3 +1,4 @@
+import ByteCoding
 import Glibc
 
 /// Where a valid record sits in its segment file.

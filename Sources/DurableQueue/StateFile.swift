@@ -1,3 +1,4 @@
+import ByteCoding
 import Glibc
 
 /// What the queue keeps besides the records.

@@ -1,3 +1,4 @@
+import ByteCoding
 /// A host (DNS name, IPv4 or IPv6 text) and TCP port of a Zabbix server or proxy.
 public struct ZabbixAddress: Hashable, Sendable, CustomStringConvertible {
     public static let defaultServerPort: UInt16 = 10051

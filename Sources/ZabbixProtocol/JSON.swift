@@ -1,3 +1,4 @@
+import ByteCoding
 /// A strict RFC 8259 reader and a writer for the few small JSON shapes of the sender protocol.
 /// Numbers keep their literal text: the protocol never needs arithmetic on them, only exact copies.
 enum JSONValue: Equatable {
@@ -214,37 +215,4 @@ private struct JSONReader {
         }
         return value
     }
-}
-
-func hexDigitValue(_ byte: UInt8) -> UInt8? {
-    switch byte {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-    default: return nil
-    }
-}
-
-/// Appends `text` as a JSON string literal. Non-ASCII stays raw UTF-8, as Zabbix writes it.
-func appendJSONString(_ text: String, to output: inout [UInt8]) {
-    let hex = Array("0123456789abcdef".utf8)
-    output.append(UInt8(ascii: "\""))
-    for byte in text.utf8 {
-        switch byte {
-        case UInt8(ascii: "\""): output.append(contentsOf: [0x5C, 0x22])
-        case UInt8(ascii: "\\"): output.append(contentsOf: [0x5C, 0x5C])
-        case 0x08: output.append(contentsOf: [0x5C, UInt8(ascii: "b")])
-        case 0x0C: output.append(contentsOf: [0x5C, UInt8(ascii: "f")])
-        case 0x0A: output.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-        case 0x0D: output.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-        case 0x09: output.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-        case 0..<0x20:
-            output.append(contentsOf: Array("\\u00".utf8))
-            output.append(hex[Int(byte >> 4)])
-            output.append(hex[Int(byte & 0xF)])
-        default:
-            output.append(byte)
-        }
-    }
-    output.append(UInt8(ascii: "\""))
 }

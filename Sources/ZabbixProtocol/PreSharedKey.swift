@@ -1,3 +1,4 @@
+import ByteCoding
 /// A TLS pre-shared key as Zabbix 6.0 configures one: `TLSPSKIdentity` and the key from the first
 /// line of `TLSPSKFile` (`zbx_read_psk_file`, `zbx_check_psk_identity_len` in tls.c).
 ///
@@ -38,7 +39,7 @@ public struct PreSharedKey: Equatable, Sendable {
         key.reserveCapacity(line.count / 2)
         var high: UInt8?
         for byte in line {
-            guard let nibble = hexValue(byte) else { throw .invalid(path: path) }
+            guard let nibble = hexDigitValue(byte) else { throw .invalid(path: path) }
             if let first = high {
                 key.append(first << 4 | nibble)
                 high = nil
@@ -54,15 +55,6 @@ public struct PreSharedKey: Equatable, Sendable {
         guard !identity.isEmpty else { throw .identityEmpty }
         guard String(validating: identity, as: UTF8.self) != nil else { throw .identityNotUTF8 }
         guard identity.count <= maximumIdentityBytes else { throw .identityTooLong(bytes: identity.count) }
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }
 

@@ -1,3 +1,4 @@
+import ByteCoding
 /// Why a "sender data" request or a trapper response was refused. Wording follows the Zabbix
 /// trapper (`process_trap`, `recv_senderhistory`) where it has words for the case.
 public enum SenderProtocolError: Error, Equatable, Sendable, CustomStringConvertible {

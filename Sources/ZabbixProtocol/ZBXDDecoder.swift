@@ -1,3 +1,4 @@
+import ByteCoding
 /// Why a ZBXD frame was refused. Descriptions follow `zbx_tcp_recv_ext` in Zabbix's comms.c,
 /// without the peer address (the network layer knows it, this codec does not).
 public enum ZBXDError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -180,8 +181,10 @@ public struct ZBXDDecoder: Sendable {
     private func parsedHeader() throws(ZBXDError) -> ZBXDHeader {
         let flags = ZBXDFlags(rawValue: headerBytes[4])
         let width = flags.contains(.large) ? 8 : 4
-        let dataLength = littleEndian(headerBytes[5..<(5 + width)])
-        let reservedLength = littleEndian(headerBytes[(5 + width)..<(5 + 2 * width)])
+        let dataLength = width == 8 ? headerBytes.loadLittleEndian(UInt64.self, at: 5)
+            : UInt64(headerBytes.loadLittleEndian(UInt32.self, at: 5))
+        let reservedLength = width == 8 ? headerBytes.loadLittleEndian(UInt64.self, at: 5 + width)
+            : UInt64(headerBytes.loadLittleEndian(UInt32.self, at: 5 + width))
         if dataLength > maximumSize {
             throw .exceedsMaximumSize(size: dataLength, maximum: maximumSize)
         }
@@ -200,8 +203,4 @@ public struct ZBXDDecoder: Sendable {
         largestReservation = max(largestReservation, expected)
         return ZBXDFrame(payload: try Zlib.uncompress(payload, expectedLength: expected), flags: header.flags)
     }
-}
-
-private func littleEndian(_ bytes: ArraySlice<UInt8>) -> UInt64 {
-    bytes.reversed().reduce(0) { ($0 << 8) | UInt64($1) }
 }

@@ -1,3 +1,4 @@
+import ByteCoding
 /// The flags byte of a ZBXD header (offset 4).
 public struct ZBXDFlags: OptionSet, Hashable, Sendable {
     public let rawValue: UInt8
@@ -56,8 +57,8 @@ public struct ZBXDHeader: Equatable, Sendable {
         bytes.reserveCapacity(byteCount)
         bytes.append(flags.rawValue)
         let fieldWidth = flags.contains(.large) ? 8 : 4
-        appendLittleEndian(dataLength, width: fieldWidth, to: &bytes)
-        appendLittleEndian(reservedLength, width: fieldWidth, to: &bytes)
+        bytes.appendLittleEndian(dataLength, width: fieldWidth)
+        bytes.appendLittleEndian(reservedLength, width: fieldWidth)
         return bytes
     }
 }
@@ -93,8 +94,3 @@ public struct ZBXDFrame: Equatable, Sendable {
     }
 }
 
-func appendLittleEndian(_ value: UInt64, width: Int, to bytes: inout [UInt8]) {
-    for index in 0..<width {
-        bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))))
-    }
-}

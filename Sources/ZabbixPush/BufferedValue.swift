@@ -1,3 +1,4 @@
+import ByteCoding
 import ZabbixProtocol
 
 /// A sender value as the daemon keeps it in its on-disk buffer: little-endian fields, lengths
@@ -16,11 +17,11 @@ public enum BufferedValue {
 
     public static func encode(_ value: SenderValue) -> [UInt8] {
         var bytes: [UInt8] = [version]
-        append(Int64(value.clock ?? 0), to: &bytes)
-        append(Int32(value.ns ?? 0), to: &bytes)
+        bytes.appendLittleEndian(Int64(value.clock ?? 0))
+        bytes.appendLittleEndian(Int32(value.ns ?? 0))
         for (text, width) in [(value.host, 2), (value.key, 2), (value.value, 4)] {
             let utf8 = Array(text.utf8)
-            if width == 2 { append(UInt16(clamping: utf8.count), to: &bytes) } else { append(UInt32(clamping: utf8.count), to: &bytes) }
+            if width == 2 { bytes.appendLittleEndian(UInt16(clamping: utf8.count)) } else { bytes.appendLittleEndian(UInt32(clamping: utf8.count)) }
             bytes += utf8.prefix(width == 2 ? Int(UInt16.max) : Int(UInt32.max))
         }
         return bytes
@@ -38,10 +39,6 @@ public enum BufferedValue {
         return SenderValue(host: host, key: key, value: value, clock: Int(clock), ns: Int(ns))
     }
 
-    private static func append<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
-        withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
-    }
-
     private struct Reader {
         let bytes: [UInt8]
         var offset = 0
@@ -49,10 +46,8 @@ public enum BufferedValue {
         mutating func integer<T: FixedWidthInteger>(_: T.Type) throws(DecodingError) -> T {
             let size = MemoryLayout<T>.size
             guard bytes.count - offset >= size else { throw DecodingError(reason: "truncated at byte \(offset)") }
-            var value: T = 0
-            for index in 0..<size { value |= T(truncatingIfNeeded: bytes[offset + index]) << (8 * index) }
-            offset += size
-            return value
+            defer { offset += size }
+            return bytes.loadLittleEndian(T.self, at: offset)
         }
 
         mutating func string(length: Int) throws(DecodingError) -> String {

@@ -1,0 +1,12 @@
+/// The value of an ASCII hex digit (either case), or nil.
+public func hexDigitValue(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+    default: return nil
+    }
+}
+
+/// Lowercase hex digits, indexed by value.
+public let lowercaseHexDigits: [UInt8] = Array("0123456789abcdef".utf8)
