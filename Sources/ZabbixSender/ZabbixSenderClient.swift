@@ -90,6 +90,16 @@ public struct ZabbixSenderClient: Sendable {
     /// BoringSSL's `PSK_MAX_IDENTITY_LEN`, below Zabbix's 512 bytes.
     public static let maximumPSKIdentityBytes = 128
 
+    /// Why this build cannot use `psk` although Zabbix takes it, or nil.
+    public static func pskProblem(_ psk: PreSharedKey) -> String? {
+        let identityBytes = psk.identity.utf8.count
+        guard identityBytes > maximumPSKIdentityBytes else { return nil }
+        return """
+            PSK identity of \(identityBytes) bytes: Zabbix takes up to \(PreSharedKey.maximumIdentityBytes), \
+            but this build's TLS library (BoringSSL) sends at most \(maximumPSKIdentityBytes); use a shorter identity on the host and here
+            """
+    }
+
     public init(
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, timeout: TimeAmount = .seconds(60),
         maximumReplySize: UInt64 = ZBXDDecoder.defaultMaximumSize, psk: PreSharedKey? = nil
@@ -257,12 +267,8 @@ private struct PSKClientTLS: Sendable {
     let context: Result<NIOSSLContext, ZabbixSendError>
 
     init(psk: PreSharedKey) {
-        let identityBytes = psk.identity.utf8.count
-        guard identityBytes <= ZabbixSenderClient.maximumPSKIdentityBytes else {
-            context = .failure(.tlsUnavailable(reason: """
-                PSK identity of \(identityBytes) bytes: Zabbix takes up to \(PreSharedKey.maximumIdentityBytes), \
-                but this build's TLS library (BoringSSL) sends at most \(ZabbixSenderClient.maximumPSKIdentityBytes)
-                """))
+        if let problem = ZabbixSenderClient.pskProblem(psk) {
+            context = .failure(.tlsUnavailable(reason: problem))
             return
         }
         var configuration = TLSConfiguration.makePreSharedKeyConfiguration()

@@ -85,18 +85,14 @@ struct SendCommand: AsyncParsableCommand {
 
 /// The classic template's keys: `ss` state names (sepich/zabbix template_app_sockets.xml).
 enum ClassicKeys {
-    static let core: [(ssName: String, state: TCPState)] = [
-        ("ESTAB", .established), ("SYN-SENT", .synSent), ("SYN-RECV", .synRecv), ("FIN-WAIT-1", .finWait1),
-        ("FIN-WAIT-2", .finWait2), ("TIME-WAIT", .timeWait), ("CLOSE-WAIT", .closeWait), ("LAST-ACK", .lastAck),
-        ("LISTEN", .listen),
-    ]
+    static let core: [TCPState] = [.established, .synSent, .synRecv, .finWait1, .finWait2, .timeWait, .closeWait, .lastAck, .listen]
     /// `ss` prints CLOSING, the classic recipe sent it, and the classic template has no item for it.
-    static let extra: [(ssName: String, state: TCPState)] = [("CLOSING", .closing)]
+    static let extra: [TCPState] = [.closing]
 
     static func batches(_ counts: SocketCounts, host: String, at time: WallClock) -> [SenderBatch] {
-        func values(_ keys: [(ssName: String, state: TCPState)]) -> [SenderValue] {
-            keys.map { SenderValue(host: host, key: "sock[\($0.ssName)]", value: String(counts.tcp[$0.state]),
-                                   clock: time.seconds, ns: time.nanoseconds) }
+        func values(_ states: [TCPState]) -> [SenderValue] {
+            states.map { SenderValue(host: host, key: "sock[\($0.ssName)]", value: String(counts.tcp[$0]),
+                                     clock: time.seconds, ns: time.nanoseconds) }
         }
         return [SenderBatch(values: values(core), isCore: true), SenderBatch(values: values(extra), isCore: false)]
     }

@@ -141,12 +141,7 @@ struct SenderFlags: ParsableArguments, Sendable {
             } catch {
                 throw SettingsError("\(error)")
             }
-            guard identity.utf8.count <= ZabbixSenderClient.maximumPSKIdentityBytes else {
-                throw SettingsError("""
-                    PSK identity of \(identity.utf8.count) bytes: zabbix-sockets (BoringSSL) sends at most \
-                    \(ZabbixSenderClient.maximumPSKIdentityBytes); use a shorter identity on the host and here
-                    """)
-            }
+            if let problem = ZabbixSenderClient.pskProblem(psk) { throw SettingsError(problem) }
             return psk
         }
     }
