@@ -44,6 +44,37 @@ final class HostileRunIntegrationTests: NamespaceTestCase {
         XCTAssertTrue(contents(log).contains("values stay buffered for the next start"), contents(log))
     }
 
+    // MARK: - Full disk
+
+    func testFullDiskKeepsDeliveringAndRecoversWhenSpaceReturns() throws {
+        let mount = try makeScratchDirectory().path
+        XCTAssertEqual(try Tool.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mount]).status, 0)
+        defer { _ = try? Tool.run(["umount", "-l", mount]) }
+        let stub = try TrapperStub(ports: [freePort()])
+        defer { stub.stop() }
+        let port = stub.ports[0]
+        let (daemon, log) = try startDaemon(
+            ["-z", "127.0.0.1:\(port)", "--interval", "0.1"], buffer: mount + "/buffer")
+        try waitUntil("values arriving", timeout: 10) { stub.requests(on: port) >= 3 }
+
+        // Fill the disk: every later collection fails to be stored.
+        _ = try Tool.run(["dd", "if=/dev/zero", "of=\(mount)/filler", "bs=4k", "count=1000"])
+        try waitUntil("the full disk logged", timeout: 10) { contents(log).contains("cannot store the values") }
+        usleep(1_000_000)
+        let duringOutage = stub.requests(on: port)
+        XCTAssertEqual(contents(log).components(separatedBy: "cannot store the values").count - 1, 1, "logged once per episode")
+        let files = try FileManager.default.contentsOfDirectory(atPath: mount + "/buffer")
+        XCTAssertLessThanOrEqual(files.filter { $0.hasSuffix(".seg") }.count, 2, "no empty segment per failed tick: \(files)")
+
+        // Space comes back: the daemon stores and delivers again by itself.
+        try FileManager.default.removeItem(atPath: mount + "/filler")
+        try waitUntil("storing works again", timeout: 10) { contents(log).contains("storing values works again") }
+        try waitUntil("values arriving again", timeout: 10) { stub.requests(on: port) >= duringOutage + 5 }
+        kill(daemon.processIdentifier, SIGTERM)
+        XCTAssertTrue(Tool.wait(daemon, timeout: 8))
+        XCTAssertEqual(daemon.terminationStatus, 0, contents(log))
+    }
+
     // MARK: - Signals
 
     func testClosedStderrPipeDoesNotKillTheDaemon() throws {
@@ -195,10 +226,10 @@ final class HostileRunIntegrationTests: NamespaceTestCase {
 
     // MARK: - Helpers
 
-    private func startDaemon(_ arguments: [String], inNamespace ns: String? = nil) throws -> (Process, URL) {
+    private func startDaemon(_ arguments: [String], inNamespace ns: String? = nil, buffer: String? = nil) throws -> (Process, URL) {
         let log = Tool.tempFile("hostile-run-log")
         addTeardownBlock { try? FileManager.default.removeItem(at: log) }
-        let buffer = try makeScratchDirectory().appendingPathComponent("buffer").path
+        let buffer = try buffer ?? makeScratchDirectory().appendingPathComponent("buffer").path
         var argv = [try statsBinary(), "run", "-s", "h", "--interval", "0.2", "--sections", "counts", "--buffer-dir", buffer]
             + arguments
         if let ns { argv = ["nsenter", "--net=/run/netns/\(ns)"] + argv }
