@@ -175,7 +175,7 @@ public final class PassiveServer: Service, Sendable {
     }
 
     private func refuse(_ channel: any Channel, peer: Peer, access: PassiveAccess) -> EventLoopFuture<Void> {
-        limiter.log(logger, .warning, "refused \(peer.text)", "failed to accept an incoming connection: connection from \"\(peer.text)\" rejected, allowed hosts: \"\(access.allowList.text)\"")
+        limiter.log(logger, .warning, "refused", "failed to accept an incoming connection: connection from \"\(peer.text)\" rejected, allowed hosts: \"\(access.allowList.text)\"")
         return channel.eventLoop.makeFailedFuture(Refused())
     }
 

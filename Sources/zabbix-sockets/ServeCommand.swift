@@ -23,7 +23,7 @@ struct ServeCommand: AsyncParsableCommand {
 
         SIGTERM/SIGINT close every connection and exit at once; SIGHUP re-reads --config for Server and
         Hostname (a burst of SIGHUPs is one reload); ListenIP, ListenPort, Timeout and TLS need a restart.
-        Logs go to stderr, one line per event; refused connections at most one line per 10 s per peer.
+        Logs go to stderr, one line per event; refused connections at most one line per 10 s per reason.
         """
     )
 
