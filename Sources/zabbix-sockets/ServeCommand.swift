@@ -76,8 +76,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var collection: CollectionFlags
 
-    /// Each open connection costs a descriptor and a few KiB; 4096 stays inside systemd's default
-    /// descriptor limit (LimitNOFILE=1024:524288 raised by the unit).
+    /// Each open connection costs a descriptor and a few KiB; the default stays below the usual
+    /// soft limit of 1024 descriptors, the maximum inside the unit's LimitNOFILE=8192.
     static let connectionRange = 1...4096
 
     func validate() throws {
