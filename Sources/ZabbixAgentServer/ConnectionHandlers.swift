@@ -87,17 +87,20 @@ final class PassiveRequestHandler: ChannelInboundHandler {
         let frame = Self.unwrapInboundIn(data)
         let channel = context.channel
         deadline?.cancel()
-        deadline = closing(channel, after: exchange.timeout, phase: "answering")
         let replyFlags = frame.flags.intersection(.compressed)
         let reply: EventLoopFuture<[UInt8]>
         do {
             let request = try PassiveCheckRequest(payload: frame.payload[...])
+            // A 7.0 server says how long it waits for each item; otherwise Timeout holds.
+            let asked = request.items.compactMap(\.timeoutSeconds).max().map { TimeAmount.seconds(Int64(min(max($0, 1), 30))) }
+            deadline = closing(channel, after: asked ?? exchange.timeout, phase: "answering")
             let items = exchange.items
             reply = exchange.answerers.runIfActive(eventLoop: context.eventLoop) {
                 PassiveCheckResult.replyPayload(request.items.map { items.answer($0.key) }, form: request.form)
             }
             exchange.logger.debug("request from \(exchange.peer): \(request.items.map(\.key))")
         } catch {
+            deadline = closing(channel, after: exchange.timeout, phase: "answering")
             reply = context.eventLoop.makeSucceededFuture(error.replyPayload)
         }
         reply.whenComplete { result in

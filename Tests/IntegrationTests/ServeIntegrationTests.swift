@@ -250,6 +250,47 @@ final class ServeIntegrationTests: NamespaceTestCase {
         XCTAssertEqual(try zabbixGet(in: ns, key: "agent.ping").stdout, "1\n", "answers again once they are gone")
     }
 
+    func testJSONAndCompressedRequestsAndBadFramesOnTheWire() throws {
+        let ns = try makeLoopbackNamespace()
+        let server = try startServe(in: ns, ["--server", "127.0.0.1", "--listen-ip", "127.0.0.1", "-p", Self.port, "--sections", "counts"])
+        // One request per connection, as a server would send it; prints the reply (flags, payload).
+        let client = #"""
+            import json, socket, struct, sys, zlib
+            payload, flags = sys.argv[1].encode(), int(sys.argv[2])
+            body = zlib.compress(payload) if flags & 2 else payload
+            header = b"ZBXD" + bytes([flags]) + struct.pack("<II", len(body), len(payload) if flags & 2 else 0)
+            frame = header + body if sys.argv[3] == "whole" else bytes.fromhex(sys.argv[3])
+            s = socket.create_connection(("127.0.0.1", int(sys.argv[4])), timeout=10)
+            s.sendall(frame)
+            reply = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            if not reply:
+                print("NOTHING")
+            else:
+                rflags, length, raw = reply[4], struct.unpack("<I", reply[5:9])[0], struct.unpack("<I", reply[9:13])[0]
+                data = reply[13:13 + length]
+                print(rflags, json.dumps((zlib.decompress(data) if rflags & 2 else data).decode()))
+            """#
+        func exchange(_ payload: String, flags: Int = 1, frame: String = "whole") throws -> String {
+            try output(["ip", "netns", "exec", ns, "python3", "-c", client, payload, "\(flags)", frame, Self.port])
+        }
+        XCTAssertEqual(try exchange(#"{"request":"passive checks","data":[{"key":"agent.ping","timeout":3},{"key":"nosuch"}]}"#),
+                       #"1 "{\"version\":\"7.0.0\",\"variant\":1,\"data\":[{\"value\":\"1\"},{\"error\":\"Unsupported item key.\"}]}""#)
+        XCTAssertEqual(try exchange(#"{"request":"active checks"}"#),
+                       #"1 "{\"version\":\"7.0.0\",\"variant\":1,\"error\":\"unsupported request \\\"active checks\\\"\"}""#)
+        XCTAssertEqual(try exchange("agent.ping", flags: 3), #"3 "1""#, "a compressed request gets a compressed reply")
+        XCTAssertEqual(try exchange("agent.ping\r\n"), #"1 "1""#)
+        XCTAssertEqual(try exchange("", frame: "474554202f20485454502f312e300d0a0d0a"), "NOTHING", "not ZBXD: closed without a reply")
+        XCTAssertEqual(try exchange("", frame: "5a42584401" + "01400000" + "00000000"), "NOTHING", "16 KiB + 1 announced: refused")
+        XCTAssertEqual(try exchange("", frame: "5a42584405" + "0a00000000000000" + "0000000000000000"), "NOTHING", "large frames are refused, as by the agent")
+        try waitUntil("the log names the bad frame", timeout: 5) { server.logged("message from 127.0.0.1 ignored: message is missing header") }
+        XCTAssertEqual(try zabbixGet(in: ns, key: "agent.ping").stdout, "1\n")
+    }
+
     // MARK: - Helpers
 
     private func makeLoopbackNamespace() throws -> String {
