@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import NIOCore
 import NIOPosix
+import Posix
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -126,7 +127,7 @@ public final class PassiveServer: Service, Sendable {
                     channels.append(try await bootstrap.bind(host: address, port: configuration.port).get())
                 } catch {
                     for channel in channels { try? await channel.close() }
-                    throw PassiveServerError(reason: "cannot listen on \(address) port \(configuration.port): \(error)")
+                    throw PassiveServerError(reason: "cannot listen on \(address) port \(configuration.port): \(describe(error))")
                 }
             }
             return channels
@@ -134,12 +135,12 @@ public final class PassiveServer: Service, Sendable {
         do {
             return [try await bootstrap.bind(host: "::", port: configuration.port).get()]
         } catch {
-            logger.notice("cannot listen on [::]:\(configuration.port) (\(error)); listening on IPv4 only")
+            logger.notice("cannot listen on [::]:\(configuration.port) (\(describe(error))); listening on IPv4 only")
         }
         do {
             return [try await bootstrap.bind(host: "0.0.0.0", port: configuration.port).get()]
         } catch {
-            throw PassiveServerError(reason: "cannot listen on port \(configuration.port): \(error)")
+            throw PassiveServerError(reason: "cannot listen on port \(configuration.port): \(describe(error))")
         }
     }
 
@@ -287,4 +288,10 @@ struct Peer {
 private func describe(_ address: SocketAddress) -> String {
     guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
     return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+}
+
+/// A socket error by its errno ("Address already in use"), anything else as it describes itself.
+private func describe(_ error: any Error) -> String {
+    if let ioError = error as? IOError { return describeErrno(ioError.errnoCode) }
+    return "\(error)"
 }

@@ -97,7 +97,6 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "zabbix-sockets")
-        let statsOptions = try collection.options()
         let settings: ServeSettings
         let tls: PSKServerTLS?
         do {
@@ -111,8 +110,8 @@ struct ServeCommand: AsyncParsableCommand {
             configuration: PassiveServerConfiguration(
                 listenAddresses: settings.listenIPs, port: settings.port, timeoutSeconds: settings.timeoutSeconds,
                 maximumConnections: maxConnections, acceptsUnencrypted: settings.tls.acceptsUnencrypted, tls: tls),
-            access: settings.access(statsOptions: statsOptions), logger: logger,
-            reload: { try flags.resolve().access(statsOptions: statsOptions) })
+            access: settings.access(), logger: logger,
+            reload: { try flags.resolve().access() })
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
@@ -131,7 +130,9 @@ struct ServeCommand: AsyncParsableCommand {
         let allowList: PeerAllowList
         if let server {
             do {
-                allowList = try PeerAllowList(parsing: server, parameter: "--server")
+                allowList = try PeerAllowList(parsing: server)
+            } catch {
+                throw ServeError("--server: invalid entry \"\(error.entry)\" (IPv4, IPv6, CIDR or DNS names, comma-separated)")
             }
         } else if let configured = try agentConfig?.server() {
             allowList = configured
@@ -169,7 +170,7 @@ struct ServeSettings {
     var collection: CollectionFlags
 
     /// The allow-list and the keys: agent.* and sockets.stats.
-    func access(statsOptions: CollectionOptions) -> PassiveAccess {
+    func access() -> PassiveAccess {
         let collection = self.collection
         let stats: AgentItems.Handler = { parameters in
             statsItem(parameters, flags: collection)
