@@ -114,5 +114,9 @@ let package = Package(
         .target(name: "DurableQueue", dependencies: ["Posix", "ByteCoding"]),
         .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "Posix", "ByteCoding", "TestSupport"]),
         .testTarget(name: "ZabbixPushTests", dependencies: ["ZabbixPush", "ZabbixProtocol"]),
+        .testTarget(
+            name: "ZabbixAgentServerTests",
+            dependencies: ["ZabbixAgentServer", "ZabbixProtocol", .product(name: "NIOCore", package: "swift-nio")]
+        ),
     ]
 )
