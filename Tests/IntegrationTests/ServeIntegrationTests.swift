@@ -291,6 +291,33 @@ final class ServeIntegrationTests: NamespaceTestCase {
         XCTAssertEqual(try zabbixGet(in: ns, key: "agent.ping").stdout, "1\n")
     }
 
+    func testSilentAndSlowClientsAreCutOffAfterTimeout() throws {
+        let ns = try makeLoopbackNamespace()
+        let server = try startServe(in: ns, ["--server", "127.0.0.1", "--listen-ip", "127.0.0.1", "-p", Self.port,
+                                             "-t", "1", "--sections", "counts"])
+        XCTAssertEqual(try zabbixGet(in: ns, key: "agent.ping").stdout, "1\n")
+        usleep(200_000)
+        let idle = try server.resources()
+        let clients = try startSlowClients(in: ns, count: 40)
+        let started = Date()
+        // The clients hold their ends (they never close before stop()); serve drops its own.
+        try waitUntil("serve closes the stalled connections", timeout: 10) { try server.resources().fds == idle.fds }
+        XCTAssertTrue(clients.process.isRunning)
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 0.9, "not before Timeout")
+        XCTAssertEqual(try zabbixGet(in: ns, key: "agent.ping").stdout, "1\n")
+    }
+
+    func testDNSNamesInServerAreResolved() throws {
+        let ns = try makeLoopbackNamespace()
+        // "localhost" comes from /etc/hosts; the .invalid name never resolves (RFC 6761).
+        _ = try startServe(in: ns, ["--server", "nothing.invalid,localhost", "--listen-ip", "127.0.0.1", "-p", Self.port])
+        XCTAssertEqual(try zabbixGet(in: ns, key: "agent.ping").stdout, "1\n")
+        let other = try makeLoopbackNamespace()
+        let refusing = try startServe(in: other, ["--server", "nothing.invalid", "--listen-ip", "127.0.0.1", "-p", Self.port])
+        XCTAssertEqual(try zabbixGet(in: other, key: "agent.ping").stdout, "")
+        try waitUntil("the refusal is logged", timeout: 5) { refusing.logged(#"rejected, allowed hosts: "nothing.invalid""#) }
+    }
+
     // MARK: - Helpers
 
     private func makeLoopbackNamespace() throws -> String {
