@@ -88,7 +88,7 @@ final class PassiveRequestHandler: ChannelInboundHandler {
         let channel = context.channel
         deadline?.cancel()
         let replyFlags = frame.flags.intersection(.compressed)
-        let reply: EventLoopFuture<[UInt8]>
+        let reply: EventLoopFuture<[UInt8]?>
         do {
             let request = try PassiveCheckRequest(payload: frame.payload[...])
             // A 7.0 server says how long it waits for each item; otherwise Timeout holds.
@@ -96,7 +96,9 @@ final class PassiveRequestHandler: ChannelInboundHandler {
             deadline = closing(channel, after: asked ?? exchange.timeout, phase: "answering")
             let items = exchange.items
             reply = exchange.answerers.runIfActive(eventLoop: context.eventLoop) {
-                PassiveCheckResult.replyPayload(request.items.map { items.answer($0.key) }, form: request.form)
+                // Cut off while it waited its turn: nobody would read the answer.
+                guard channel.isActive else { return nil }
+                return PassiveCheckResult.replyPayload(request.items.map { items.answer($0.key) }, form: request.form)
             }
             exchange.logger.debug("request from \(exchange.peer): \(request.items.map(\.key))")
         } catch {
@@ -104,7 +106,7 @@ final class PassiveRequestHandler: ChannelInboundHandler {
             reply = context.eventLoop.makeSucceededFuture(error.replyPayload)
         }
         reply.whenComplete { result in
-            guard case .success(let payload) = result else { return channel.close(promise: nil) }
+            guard case .success(let payload?) = result else { return channel.close(promise: nil) }
             channel.writeAndFlush(ZBXDFrame(payload: payload, flags: replyFlags)).whenComplete { _ in
                 channel.close(promise: nil)
             }
