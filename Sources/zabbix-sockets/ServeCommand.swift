@@ -10,20 +10,21 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Answer Zabbix passive checks (port 10050) for sockets.stats and agent.*, like zabbix_agentd.",
         discussion: """
-        For hosts the Zabbix server or proxy polls: link "Linux sockets by Zabbix agent" to a host whose
-        agent interface is this endpoint. Only the peers of Server= (or --server) get an answer; anyone
-        else is disconnected at once and logged. TLSAccept=psk (or --tls-accept psk) takes TLS 1.2 with a
+        For hosts the Zabbix server or proxy polls: link "Linux sockets by Zabbix agent" to a host whose \
+        agent interface is this endpoint. Only the peers of Server= (or --server) get an answer; anyone \
+        else is disconnected at once and logged. TLSAccept=psk (or --tls-accept psk) takes TLS 1.2 with a \
         pre-shared key, as zabbix_agentd does, on the same port; both can be accepted together.
 
-        Keys: sockets.stats[<sections>,<remote ports>] (both optional, e.g.
-        sockets.stats["counts,ports","5432,443"]; the defaults are --sections and --remote-ports), the
-        same JSON that `stats` prints; agent.ping (1), agent.version, agent.hostname (Hostname, -s).
-        Any other key is not supported. --netns, --source and --proc-root apply to every poll and cannot
-        be changed by a key.
+        Keys: sockets.stats[<sections>,<remote ports>] (both optional, e.g. \
+        sockets.stats["counts,ports","5432,443"]; the defaults are --sections and --remote-ports), the \
+        same JSON that `stats` prints; agent.ping (1), agent.version, agent.hostname (Hostname, -s). Any \
+        other key is not supported. --netns, --source and --proc-root apply to every poll and cannot be \
+        changed by a key.
 
-        SIGTERM/SIGINT close every connection and exit at once; SIGHUP re-reads --config for Server and
-        Hostname (a burst of SIGHUPs is one reload); ListenIP, ListenPort, Timeout and TLS need a restart.
-        Logs go to stderr, one line per event; refused connections at most one line per 10 s per reason.
+        SIGTERM/SIGINT close every connection and exit at once; SIGHUP re-reads --config for Server and \
+        Hostname (a burst of SIGHUPs is one reload); ListenIP, ListenPort, Timeout and TLS need a \
+        restart. Logs go to stderr, one line per event; refused connections at most one line per 10 s \
+        per reason.
         """
     )
 
