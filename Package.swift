@@ -7,6 +7,7 @@ import PackageDescription
 //   CZlib          - the system zlib
 //   ZabbixProtocol - ZBXD framing, sender messages, agent config; pure values over bytes, knows nothing of sockets
 //   ZabbixSender   - SwiftNIO client: one frame out, one reply back; ServerActive clusters and entries
+//   ZabbixAgentServer - SwiftNIO passive endpoint: allow-list, TLS-PSK, one request per connection
 //   ZabbixPush     - the push daemon: schedule, on-disk buffer, delivery with retries; knows nothing of sockets
 //   zabbix-sockets - the command line that wires them together
 //   sockdiag-floor - the benchmark's floor: the same netlink dumps in minimal C, only counting
@@ -48,6 +49,20 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ZabbixAgentServer",
+            dependencies: [
+                "ZabbixProtocol",
+                "ZabbixSender",
+                "Posix",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
             name: "ZabbixPush",
             dependencies: [
                 "ZabbixProtocol",
@@ -69,6 +84,7 @@ let package = Package(
                 "ZabbixConfig",
                 "ZabbixSender",
                 "ZabbixPush",
+                "ZabbixAgentServer",
                 "Posix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -98,5 +114,9 @@ let package = Package(
         .target(name: "DurableQueue", dependencies: ["Posix", "ByteCoding"]),
         .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "Posix", "ByteCoding", "TestSupport"]),
         .testTarget(name: "ZabbixPushTests", dependencies: ["ZabbixPush", "ZabbixProtocol"]),
+        .testTarget(
+            name: "ZabbixAgentServerTests",
+            dependencies: ["ZabbixAgentServer", "ZabbixProtocol", .product(name: "NIOCore", package: "swift-nio")]
+        ),
     ]
 )

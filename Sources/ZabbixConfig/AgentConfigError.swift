@@ -28,6 +28,8 @@ public struct AgentConfigError: Error, Equatable, Sendable, CustomStringConverti
         case addressList(AddressListError)
         case invalidHostname(String, reason: String)
         case duplicateHostname(String)
+        case peerList(PeerAllowListError)
+        case listenIP(ListenIPError)
 
         public var description: String {
             switch self {
@@ -47,6 +49,8 @@ public struct AgentConfigError: Error, Equatable, Sendable, CustomStringConverti
                 return "invalid \"Hostname\" configuration parameter: '\(name)': \(reason)"
             case .duplicateHostname(let name):
                 return "error parsing the \"Hostname\" parameter: host \"\(name)\" specified more than once"
+            case .peerList(let error): return error.description
+            case .listenIP(let error): return error.description
             }
         }
     }

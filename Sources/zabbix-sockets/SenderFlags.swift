@@ -147,7 +147,7 @@ struct SenderFlags: ParsableArguments, Sendable {
     }
 
     /// The agent's default HostnameItem, system.hostname.
-    private static func systemHostname() -> String? {
+    static func systemHostname() -> String? {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count - 1) == 0 else { return nil }
         let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

@@ -11,7 +11,8 @@ struct ZabbixSockets: AsyncParsableCommand {
         Counts every socket of every TCP state (and UDP) in one netlink dump per address family,
         the way `ss` does, and hands the counts to Zabbix as one JSON document for a master item.
         """,
-        subcommands: [StatsCommand.self, SendCommand.self, RunCommand.self],
+        version: zabbixSocketsVersion,
+        subcommands: [StatsCommand.self, SendCommand.self, RunCommand.self, ServeCommand.self],
         defaultSubcommand: nil
     )
 
