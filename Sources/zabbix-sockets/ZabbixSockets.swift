@@ -11,6 +11,7 @@ struct ZabbixSockets: AsyncParsableCommand {
         Counts every socket of every TCP state (and UDP) in one netlink dump per address family,
         the way `ss` does, and hands the counts to Zabbix as one JSON document for a master item.
         """,
+        version: zabbixSocketsVersion,
         subcommands: [StatsCommand.self, SendCommand.self, RunCommand.self],
         defaultSubcommand: nil
     )
