@@ -28,7 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Bump by hand when the templates change in a way users should notice (Zabbix shows it nowhere but
 # in the file); it is fixed so that regenerating gives identical bytes.
 EXPORT_DATE = "2025-11-26T00:00:00Z"
-TEMPLATE_VERSION = "1.1"
+# The release version, from the one place it is written.
+with open(os.path.join(HERE, "..", "Sources", "zabbix-sockets", "Version.swift"), encoding="utf-8") as _f:
+    TEMPLATE_VERSION = re.search(r'^let zabbixSocketsVersion = "([^"]+)"$', _f.read(), re.M).group(1)
 
 # Stock 6.0 host group (uuid as shipped in data.sql of 6.0): reusing a stock group is only safe
 # with its stock uuid, otherwise the importer tries to create a duplicate group.
