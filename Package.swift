@@ -3,12 +3,14 @@ import PackageDescription
 
 // One target per concern:
 //   CSockDiag      - Linux netlink/sock_diag/inet_diag headers for Swift (C, no logic beyond macros)
-//   SocketStats    - reads the kernel (netlink or /proc) and fills a count model; knows nothing of Zabbix
+//   SocketStats    - reads the kernel (netlink or /proc) and fills a count model; knows nothing of Zabbix.
+//                    Its one entry point for a whole poll: CollectionOptions.collect() -> Snapshot
+//   StatsOutput    - a Snapshot as the `stats` JSON that the templates read (and as a text table)
 //   CZlib          - the system zlib
 //   ZabbixProtocol - ZBXD framing, sender messages, agent config; pure values over bytes, knows nothing of sockets
 //   ZabbixSender   - SwiftNIO client: one frame out, one reply back; ServerActive clusters and entries
 //   ZabbixPush     - the push daemon: schedule, on-disk buffer, delivery with retries; knows nothing of sockets
-//   zabbix-sockets - the command line that wires them together
+//   zabbix-sockets - the command line: parses flags and wires the targets together
 //   sockdiag-floor - the benchmark's floor: the same netlink dumps in minimal C, only counting
 //   DurableQueue   - on-disk record buffer (segments, consumers, crash recovery); knows nothing of Zabbix
 let package = Package(
@@ -18,6 +20,7 @@ let package = Package(
         .executable(name: "zabbix-sockets", targets: ["zabbix-sockets"]),
         .executable(name: "sockdiag-floor", targets: ["sockdiag-floor"]),
         .library(name: "SocketStats", targets: ["SocketStats"]),
+        .library(name: "StatsOutput", targets: ["StatsOutput"]),
         .library(name: "ZabbixProtocol", targets: ["ZabbixProtocol"]),
     ],
     dependencies: [
@@ -35,6 +38,7 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
         .target(name: "SocketStats", dependencies: ["CSockDiag"]),
+        .target(name: "StatsOutput", dependencies: ["SocketStats"]),
         .target(name: "ZabbixProtocol", dependencies: ["CZlib"]),
         .target(
             name: "ZabbixSender",
@@ -62,6 +66,7 @@ let package = Package(
             name: "zabbix-sockets",
             dependencies: [
                 "SocketStats",
+                "StatsOutput",
                 "ZabbixProtocol",
                 "ZabbixSender",
                 "ZabbixPush",
@@ -74,6 +79,7 @@ let package = Package(
         ),
         .executableTarget(name: "sockdiag-floor"),
         .testTarget(name: "SocketStatsTests", dependencies: ["SocketStats"], exclude: ["Fixtures"]),
+        .testTarget(name: "StatsOutputTests", dependencies: ["StatsOutput", "SocketStats"]),
         .testTarget(name: "ZabbixProtocolTests", dependencies: ["ZabbixProtocol", "CZlib"]),
         .testTarget(
             name: "ZabbixSenderTests",

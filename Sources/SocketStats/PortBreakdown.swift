@@ -2,7 +2,7 @@
 /// states of its inbound connections, outbound connections by state for chosen remote
 /// ports, and the busiest use of the ephemeral port range. Filled in the same single pass
 /// as the plain counts; memory grows with distinct ports and remote endpoints, not sockets.
-public struct PortBreakdown: SocketVisitor {
+public struct PortBreakdown: SocketVisitor, Sendable {
     /// One listening port. Dual-stack and SO_REUSEPORT listeners on one port are one entry.
     public struct Listener: Equatable, Sendable {
         public var port: UInt16

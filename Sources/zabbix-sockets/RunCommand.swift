@@ -3,6 +3,7 @@ import DurableQueue
 import Logging
 import ServiceLifecycle
 import SocketStats
+import StatsOutput
 import Synchronization
 import ZabbixProtocol
 import ZabbixPush

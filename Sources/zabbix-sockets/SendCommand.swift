@@ -1,6 +1,7 @@
 import ArgumentParser
 import NIOCore
 import SocketStats
+import StatsOutput
 import ZabbixProtocol
 import ZabbixSender
 
