@@ -35,7 +35,9 @@ public enum NetlinkDumpParser {
         public var interrupted: Bool
     }
 
-    static let headerSize = Int(csd_nlmsg_hdrlen())
+    /// NLMSG_HDRLEN: struct nlmsghdr, already a multiple of 4. A size the compiler knows, not a
+    /// call into C: a call makes this a lazily initialised global, checked once per socket.
+    static let headerSize = MemoryLayout<nlmsghdr>.size
     /// struct inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue, wqueue, uid, inode.
     static let inetDiagMsgSize = MemoryLayout<inet_diag_msg>.size
 

@@ -33,12 +33,6 @@ public struct PortBreakdown: SocketVisitor, Sendable {
         public var sockets: UInt64
     }
 
-    struct RemoteEndpoint: Hashable {
-        var address: AddressWords
-        var port: UInt16
-        var isIPv6: Bool
-    }
-
     /// Remote ports whose outbound connections are counted by state.
     public let remotePorts: [UInt16]
     /// The kernel's ip_local_port_range: ports connect() picks from.
@@ -53,7 +47,7 @@ public struct PortBreakdown: SocketVisitor, Sendable {
     /// Port -> 1 + index in `remotePorts`, 0 when not watched.
     private var remoteSlot: [UInt8]
     public private(set) var outbound: [TCPStateCounts]
-    private var ephemeralUse: [RemoteEndpoint: UInt64] = [:]
+    private var ephemeralUse = EndpointTally()
 
     public static var wantsListenersFirst: Bool { true }
 
@@ -74,7 +68,7 @@ public struct PortBreakdown: SocketVisitor, Sendable {
         for listener in listenerList { listenerSlot[Int(listener.port)] = 0 }
         listenerList.removeAll(keepingCapacity: true)
         for index in outbound.indices { outbound[index] = TCPStateCounts() }
-        ephemeralUse.removeAll(keepingCapacity: true)
+        ephemeralUse.removeAll()
     }
 
     @inline(__always)
@@ -93,7 +87,7 @@ public struct PortBreakdown: SocketVisitor, Sendable {
         let remote = Int(remoteSlot[Int(socket.remotePort)])
         if remote != 0 { outbound[remote - 1].add(rawState: socket.state) }
         if ephemeralRange.contains(socket.localPort) {
-            ephemeralUse[RemoteEndpoint(address: socket.remoteAddress, port: socket.remotePort, isIPv6: socket.isIPv6), default: 0] += 1
+            ephemeralUse.add(socket.remoteAddress, port: socket.remotePort, isIPv6: socket.isIPv6)
         }
     }
 
@@ -116,9 +110,10 @@ public struct PortBreakdown: SocketVisitor, Sendable {
     public var listeners: [Listener] { listenerList.sorted { $0.port < $1.port } }
 
     /// The remote endpoint holding the most ephemeral ports; nil when no outbound connection exists.
+    /// Ties go to the lowest remote port, then IPv4, then the lowest address.
     public var busiestEphemeral: EphemeralUse? {
-        guard let top = ephemeralUse.max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key.port > $1.key.port) }) else { return nil }
-        return EphemeralUse(remoteAddress: top.key.address, remotePort: top.key.port, isIPv6: top.key.isIPv6, sockets: top.value)
+        guard let top = ephemeralUse.busiest else { return nil }
+        return EphemeralUse(remoteAddress: top.address, remotePort: top.port, isIPv6: top.isIPv6, sockets: top.sockets)
     }
 
     /// Ports connect() can pick from.

@@ -58,6 +58,38 @@ final class PortBreakdownTests: XCTestCase {
         XCTAssertEqual(ports.ephemeralRangeSize, 1000)
     }
 
+    func testEphemeralBusiestAmongThousandsOfEndpointsEqualsACountByDictionary() {
+        // Enough distinct endpoints to make the table grow several times, with uneven counts.
+        var ports = PortBreakdown(remotePorts: [], ephemeralRange: 1024...65535)
+        var reference: [String: (use: PortBreakdown.EphemeralUse, sockets: UInt64)] = [:]
+        var local: UInt16 = 1024
+        for i in 0..<20_000 {
+            let n = (i &* 7919) % 3001
+            let address = AddressWords(UInt32(0x0A00_0000 + n % 211), 0, 0, UInt32(n / 211))
+            let isIPv6 = n % 3 == 0
+            let remotePort = UInt16(5000 + n % 7)
+            ports.visit(tcp(.established, local: local, remote: remotePort, remoteAddress: address, isIPv6: isIPv6))
+            local = local == 65535 ? 1024 : local + 1
+            let key = "\(address) \(remotePort) \(isIPv6)"
+            let use = PortBreakdown.EphemeralUse(remoteAddress: address, remotePort: remotePort, isIPv6: isIPv6, sockets: 0)
+            reference[key, default: (use, 0)].sockets += 1
+        }
+        let most = reference.values.map(\.sockets).max()!
+        let tied = reference.values.filter { $0.sockets == most }.map(\.use)
+        let expected = tied.min { a, b in
+            if a.remotePort != b.remotePort { return a.remotePort < b.remotePort }
+            if a.isIPv6 != b.isIPv6 { return !a.isIPv6 }
+            return (a.remoteAddress.w0.bigEndian, a.remoteAddress.w3.bigEndian) < (b.remoteAddress.w0.bigEndian, b.remoteAddress.w3.bigEndian)
+        }!
+        XCTAssertGreaterThan(tied.count, 1, "the population has ties, so the tie rule is exercised")
+        XCTAssertEqual(ports.busiestEphemeral, PortBreakdown.EphemeralUse(
+            remoteAddress: expected.remoteAddress, remotePort: expected.remotePort, isIPv6: expected.isIPv6, sockets: most))
+        ports.startOver()
+        XCTAssertNil(ports.busiestEphemeral)
+        ports.visit(tcp(.established, local: 40000, remote: 5432))
+        XCTAssertEqual(ports.busiestEphemeral?.sockets, 1, "the table works again after starting over")
+    }
+
     func testInboundConnectionsDoNotCountAsEphemeral() {
         var ports = PortBreakdown(remotePorts: [], ephemeralRange: 10000...65535)
         ports.visit(tcp(.listen, local: 45000))
