@@ -44,7 +44,7 @@ public enum NetlinkDumpParser {
     /// Visits every socket in `datagram`. Messages whose sequence number is not `sequence`
     /// (left over from an earlier request on the same socket) are skipped.
     @inline(__always)
-    public static func parse<Visitor: SocketVisitor>(
+    public static func parse<Visitor: SocketVisitor & ~Copyable>(
         _ datagram: UnsafeRawBufferPointer,
         sequence: UInt32,
         transport: TransportProtocol,

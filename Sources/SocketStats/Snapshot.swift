@@ -63,8 +63,9 @@ public struct CollectionOptions: Sendable {
             let kernel = wantsKernel
                 ? try KernelTables.read(netDirectory: netDirectory).merging(limits).merging(kernelWide) : nil
             if wantsPorts {
-                var breakdown = PortBreakdown(remotePorts: remotePorts, ephemeralRange: SocketLimits.ephemeralRange(from: limits))
-                let source = try SocketCollector.collect(into: &breakdown, from: effectiveSource, procDirectory: netDirectory)
+                var tally = PortTally(remotePorts: remotePorts, ephemeralRange: SocketLimits.ephemeralRange(from: limits))
+                let source = try SocketCollector.collect(into: &tally, from: effectiveSource, procDirectory: netDirectory)
+                let breakdown = tally.breakdown
                 return Snapshot(source: source, counts: breakdown.counts, ports: breakdown, kernel: kernel)
             }
             var counts = SocketCounts()

@@ -15,7 +15,7 @@ public enum SourcePreference: String, CaseIterable, Sendable {
 /// (`CollectionOptions.collect()` enters the namespace around the whole poll).
 public enum SocketCollector {
     /// Fills `visitor` and says which source did.
-    public static func collect<Visitor: SocketVisitor>(
+    public static func collect<Visitor: SocketVisitor & ~Copyable>(
         into visitor: inout Visitor,
         from preference: SourcePreference = .auto,
         procDirectory: String = ProcNetCollector.liveDirectory

@@ -35,7 +35,7 @@ final class StatsDocumentTests: XCTestCase {
     /// A population touching every section: two listening ports (one dual-stack, one with a
     /// queue), inbound connections, outbound ones to watched ports, ephemeral ports, UDP.
     private func busySnapshot() -> Snapshot {
-        var ports = PortBreakdown(remotePorts: [5432, 443], ephemeralRange: 40000...40999)
+        var ports = PortTally(remotePorts: [5432, 443], ephemeralRange: 40000...40999)
         ports.visit(tcp(.listen, local: 8080, receiveQueue: 3, sendQueue: 128))
         ports.visit(tcp(.listen, local: 8080, isIPv6: true, receiveQueue: 2, sendQueue: 72))
         ports.visit(tcp(.listen, local: 22, sendQueue: 128))
@@ -48,7 +48,7 @@ final class StatsDocumentTests: XCTestCase {
         ports.visit(SocketRecord(transport: .udp, isIPv6: false, state: TCPState.close.rawValue, localPort: 53))
         ports.visit(SocketRecord(transport: .udp, isIPv6: true, state: TCPState.established.rawValue, localPort: 40500))
         let kernel = KernelCounters([("Tcp_ActiveOpens", 12), ("TcpExt_ListenOverflows", 0), ("TCP_inuse", 19), ("somaxconn", 4096)])
-        return Snapshot(source: .netlink, counts: ports.counts, ports: ports, kernel: kernel)
+        return Snapshot(source: .netlink, counts: ports.breakdown.counts, ports: ports.breakdown, kernel: kernel)
     }
 
     func testCountsSectionKeysAndOrder() throws {
@@ -128,8 +128,8 @@ final class StatsDocumentTests: XCTestCase {
     }
 
     func testPortsSectionWithNothingToReportKeepsEveryKey() throws {
-        let ports = PortBreakdown(remotePorts: [5432], ephemeralRange: 32768...60999)
-        let doc = try document(Snapshot(source: .netlink, counts: ports.counts, ports: ports))
+        let ports = PortTally(remotePorts: [5432], ephemeralRange: 32768...60999)
+        let doc = try document(Snapshot(source: .netlink, counts: ports.breakdown.counts, ports: ports.breakdown))
         XCTAssertEqual(doc.keys, Self.countsKeys + Self.portsKeys)
         XCTAssertEqual(doc["listen_discovery"], .array([]))
         XCTAssertEqual(doc["listen"], .object([]))
@@ -142,10 +142,10 @@ final class StatsDocumentTests: XCTestCase {
     }
 
     func testIPv6BusiestRemoteIsBracketed() throws {
-        var ports = PortBreakdown(remotePorts: [], ephemeralRange: 40000...40001)
+        var ports = PortTally(remotePorts: [], ephemeralRange: 40000...40001)
         ports.visit(tcp(.established, local: 40000, remote: 6379, isIPv6: true))
         ports.visit(tcp(.established, local: 40001, remote: 6379, isIPv6: true))
-        let doc = try document(Snapshot(source: .netlink, counts: ports.counts, ports: ports))
+        let doc = try document(Snapshot(source: .netlink, counts: ports.breakdown.counts, ports: ports.breakdown))
         XCTAssertEqual(doc["ephemeral"]?["busiest_remote"]?.text, "[::1]:6379")
         XCTAssertEqual(doc["ephemeral"]?["pressure_pct"]?.uint, 100)
     }
