@@ -1,24 +1,29 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// One target per concern:
-//   CSockDiag      - Linux netlink/sock_diag/inet_diag headers for Swift (C, no logic beyond macros)
-//   SocketStats    - reads the kernel (netlink or /proc) and fills a count model; knows nothing of Zabbix
-//   CZlib          - the system zlib
-//   ZabbixProtocol - ZBXD framing, sender messages, agent config; pure values over bytes, knows nothing of sockets
-//   ZabbixSender   - SwiftNIO client: one frame out, one reply back; ServerActive clusters and entries
+// One target per concern; each depends only on the ones above it in this list.
+//   Posix             - system calls: one errno describer, one EINTR loop, bounded file reads, the wall clock
+//   ByteCoding        - little-endian integers, hex digits, the one JSON string escaper
+//   CSockDiag         - Linux netlink/sock_diag/inet_diag headers for Swift (C, no logic beyond macros)
+//   SocketStats       - reads the kernel (netlink or /proc) and fills a count model; knows nothing of Zabbix.
+//                       Its one entry point for a whole poll: CollectionOptions.collect() -> Snapshot
+//   StatsOutput       - a Snapshot as the `stats` JSON that the templates read (and as a text table)
+//   CZlib             - the system zlib
+//   ZabbixProtocol    - ZBXD framing, sender and passive-check messages, addresses; pure values over bytes
+//   ZabbixConfig      - the agent config file (Include, ServerActive, Hostname, Server, TLS), PSK files
+//   ZabbixSender      - SwiftNIO client: one frame out, one reply back; ServerActive clusters, TLS-PSK
 //   ZabbixAgentServer - SwiftNIO passive endpoint: allow-list, TLS-PSK, one request per connection
-//   ZabbixPush     - the push daemon: schedule, on-disk buffer, delivery with retries; knows nothing of sockets
-//   zabbix-sockets - the command line that wires them together
-//   sockdiag-floor - the benchmark's floor: the same netlink dumps in minimal C, only counting
-//   DurableQueue   - on-disk record buffer (segments, consumers, crash recovery); knows nothing of Zabbix
+//   DurableQueue      - on-disk record buffer (segments, consumers, crash recovery); knows nothing of Zabbix
+//   ZabbixPush        - the push daemon: schedule, on-disk buffer, delivery with retries; knows nothing of sockets
+//   zabbix-sockets    - the command line: parses flags and wires the targets together
+//   sockdiag-floor    - the benchmark's floor: the same netlink dumps in minimal C, only counting
 let package = Package(
     name: "zabbix-sockets",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "zabbix-sockets", targets: ["zabbix-sockets"]),
         .executable(name: "sockdiag-floor", targets: ["sockdiag-floor"]),
         .library(name: "SocketStats", targets: ["SocketStats"]),
+        .library(name: "StatsOutput", targets: ["StatsOutput"]),
         .library(name: "ZabbixProtocol", targets: ["ZabbixProtocol"]),
     ],
     dependencies: [
@@ -29,13 +34,16 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     ],
     targets: [
+        .target(name: "Posix"),
+        .target(name: "ByteCoding"),
         .target(name: "CSockDiag"),
+        .target(name: "SocketStats", dependencies: ["CSockDiag", "Posix", "ByteCoding"]),
+        .target(name: "StatsOutput", dependencies: ["SocketStats", "ByteCoding"]),
         .systemLibrary(
             name: "CZlib",
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
-        .target(name: "SocketStats", dependencies: ["CSockDiag"]),
         .target(name: "ZabbixProtocol", dependencies: ["CZlib", "ByteCoding"]),
         .target(name: "ZabbixConfig", dependencies: ["ZabbixProtocol", "Posix"]),
         .target(
@@ -62,6 +70,7 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(name: "DurableQueue", dependencies: ["Posix", "ByteCoding"]),
         .target(
             name: "ZabbixPush",
             dependencies: [
@@ -80,6 +89,7 @@ let package = Package(
             name: "zabbix-sockets",
             dependencies: [
                 "SocketStats",
+                "StatsOutput",
                 "ZabbixProtocol",
                 "ZabbixConfig",
                 "ZabbixSender",
@@ -93,8 +103,10 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "sockdiag-floor"),
-        .testTarget(name: "SocketStatsTests", dependencies: ["SocketStats"], exclude: ["Fixtures"]),
+
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "SocketStatsTests", dependencies: ["SocketStats"], exclude: ["Fixtures"]),
+        .testTarget(name: "StatsOutputTests", dependencies: ["StatsOutput", "SocketStats"]),
         .testTarget(name: "ZabbixProtocolTests", dependencies: ["ZabbixProtocol", "CZlib", "TestSupport"]),
         .testTarget(name: "ZabbixConfigTests", dependencies: ["ZabbixConfig", "ZabbixProtocol", "TestSupport"]),
         .testTarget(
@@ -108,15 +120,12 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
-        .testTarget(name: "IntegrationTests", dependencies: []),
-        .target(name: "Posix"),
-        .target(name: "ByteCoding"),
-        .target(name: "DurableQueue", dependencies: ["Posix", "ByteCoding"]),
-        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "Posix", "ByteCoding", "TestSupport"]),
-        .testTarget(name: "ZabbixPushTests", dependencies: ["ZabbixPush", "ZabbixProtocol"]),
         .testTarget(
             name: "ZabbixAgentServerTests",
             dependencies: ["ZabbixAgentServer", "ZabbixProtocol", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "Posix", "ByteCoding", "TestSupport"]),
+        .testTarget(name: "ZabbixPushTests", dependencies: ["ZabbixPush", "ZabbixProtocol"]),
+        .testTarget(name: "IntegrationTests", dependencies: []),
     ]
 )

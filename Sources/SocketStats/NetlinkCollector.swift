@@ -23,7 +23,7 @@ public enum NetlinkCollector {
     static let listenOnly: UInt32 = 1 << UInt32(TCPState.listen.rawValue)
 
     /// Fills `visitor` from the kernel's socket tables.
-    public static func collect<Visitor: SocketVisitor>(into visitor: inout Visitor) throws(CollectorError) {
+    public static func collect<Visitor: SocketVisitor & ~Copyable>(into visitor: inout Visitor) throws(CollectorError) {
         let socket = try NetlinkSocket()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: receiveBufferSize, alignment: 8)
         defer { buffer.deallocate() }
@@ -55,7 +55,7 @@ public enum NetlinkCollector {
     }
 
     /// Returns whether the kernel flagged the dump as interrupted.
-    static func dump<Visitor: SocketVisitor>(
+    static func dump<Visitor: SocketVisitor & ~Copyable>(
         family: Int32, transport: TransportProtocol, states: UInt32, sequence: UInt32,
         socket: borrowing NetlinkSocket, buffer: UnsafeMutableRawBufferPointer, into visitor: inout Visitor
     ) throws(CollectorError) -> Bool {

@@ -35,14 +35,16 @@ public enum NetlinkDumpParser {
         public var interrupted: Bool
     }
 
-    static let headerSize = Int(csd_nlmsg_hdrlen())
+    /// NLMSG_HDRLEN: struct nlmsghdr, already a multiple of 4. A size the compiler knows, not a
+    /// call into C: a call makes this a lazily initialised global, checked once per socket.
+    static let headerSize = MemoryLayout<nlmsghdr>.size
     /// struct inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue, wqueue, uid, inode.
     static let inetDiagMsgSize = MemoryLayout<inet_diag_msg>.size
 
     /// Visits every socket in `datagram`. Messages whose sequence number is not `sequence`
     /// (left over from an earlier request on the same socket) are skipped.
     @inline(__always)
-    public static func parse<Visitor: SocketVisitor>(
+    public static func parse<Visitor: SocketVisitor & ~Copyable>(
         _ datagram: UnsafeRawBufferPointer,
         sequence: UInt32,
         transport: TransportProtocol,

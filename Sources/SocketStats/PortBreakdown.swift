@@ -1,8 +1,8 @@
 /// Per-port view of one collection: every TCP listening port with its accept queue and the
 /// states of its inbound connections, outbound connections by state for chosen remote
-/// ports, and the busiest use of the ephemeral port range. Filled in the same single pass
-/// as the plain counts; memory grows with distinct ports and remote endpoints, not sockets.
-public struct PortBreakdown: SocketVisitor {
+/// ports, and the busiest use of the ephemeral port range. `PortTally` fills it in the same
+/// single pass as the plain counts.
+public struct PortBreakdown: Equatable, Sendable {
     /// One listening port. Dual-stack and SO_REUSEPORT listeners on one port are one entry.
     public struct Listener: Equatable, Sendable {
         public var port: UInt16
@@ -33,27 +33,48 @@ public struct PortBreakdown: SocketVisitor {
         public var sockets: UInt64
     }
 
-    struct RemoteEndpoint: Hashable {
-        var address: AddressWords
-        var port: UInt16
-        var isIPv6: Bool
-    }
-
+    public var counts: SocketCounts
+    /// Listening ports, lowest first.
+    public var listeners: [Listener]
     /// Remote ports whose outbound connections are counted by state.
-    public let remotePorts: [UInt16]
+    public var remotePorts: [UInt16]
+    /// Outbound connections by state, one entry per `remotePorts` entry.
+    public var outbound: [TCPStateCounts]
     /// The kernel's ip_local_port_range: ports connect() picks from.
+    public var ephemeralRange: ClosedRange<UInt16>
+    /// The remote endpoint holding the most ephemeral ports; nil when no outbound connection exists.
+    /// Ties go to the lowest remote port, then IPv4, then the lowest address.
+    public var busiestEphemeral: EphemeralUse?
+
+    /// Ports connect() can pick from.
+    public var ephemeralRangeSize: Int { Int(ephemeralRange.upperBound) - Int(ephemeralRange.lowerBound) + 1 }
+}
+
+/// Fills a `PortBreakdown` socket by socket. Noncopyable, with its per-socket tables in memory
+/// it owns: each socket then costs a few loads and increments, where Swift arrays would add a
+/// copy-on-write check (a runtime call) per socket, which cost more than the count itself.
+/// Memory grows with distinct ports and remote endpoints, not sockets.
+public struct PortTally: ~Copyable, SocketVisitor {
+    public let remotePorts: [UInt16]
     public let ephemeralRange: ClosedRange<UInt16>
 
-    public private(set) var counts = SocketCounts()
-    /// Listening ports in the order the kernel listed them; `listeners` sorts them.
-    private var listenerList: [Listener] = []
+    private var counts = SocketCounts()
+    /// Listening ports in the order the kernel listed them (touched only by LISTEN sockets).
+    private var listenerList: [PortBreakdown.Listener] = []
     /// Port -> 1 + index in `listenerList`, 0 when the port does not listen. A direct table
     /// (128 KiB) so that each socket costs one load, not a hash.
-    private var listenerSlot: [UInt16]
+    private let listenerSlot: UnsafeMutablePointer<UInt16>
+    /// The same ports as a bitmap (8 KiB, which stays in the L1 cache): ephemeral ports are
+    /// spread over the whole range, and looking each up in the 128 KiB table cost a cache miss.
+    private let listening: UnsafeMutablePointer<UInt64>
+    /// Inbound connections by state, per entry of `listenerList`; `inboundCapacity` entries.
+    private var inbound: UnsafeMutablePointer<TCPStateCounts>
+    private var inboundCapacity = 64
     /// Port -> 1 + index in `remotePorts`, 0 when not watched.
-    private var remoteSlot: [UInt8]
-    public private(set) var outbound: [TCPStateCounts]
-    private var ephemeralUse: [RemoteEndpoint: UInt64] = [:]
+    private let remoteSlot: UnsafeMutablePointer<UInt8>
+    /// Per entry of `remotePorts`.
+    private let outbound: UnsafeMutablePointer<TCPStateCounts>
+    private var ephemeralUse = EndpointTally()
 
     public static var wantsListenersFirst: Bool { true }
 
@@ -63,18 +84,37 @@ public struct PortBreakdown: SocketVisitor {
         for port in remotePorts where !unique.contains(port) && unique.count < 255 { unique.append(port) }
         self.remotePorts = unique
         self.ephemeralRange = ephemeralRange
-        listenerSlot = [UInt16](repeating: 0, count: 65536)
-        remoteSlot = [UInt8](repeating: 0, count: 65536)
+        listenerSlot = .allocate(capacity: 65536)
+        listenerSlot.initialize(repeating: 0, count: 65536)
+        listening = .allocate(capacity: 1024)
+        listening.initialize(repeating: 0, count: 1024)
+        inbound = .allocate(capacity: inboundCapacity)
+        inbound.initialize(repeating: TCPStateCounts(), count: inboundCapacity)
+        remoteSlot = .allocate(capacity: 65536)
+        remoteSlot.initialize(repeating: 0, count: 65536)
         for (index, port) in unique.enumerated() { remoteSlot[Int(port)] = UInt8(index + 1) }
-        outbound = [TCPStateCounts](repeating: TCPStateCounts(), count: unique.count)
+        outbound = .allocate(capacity: max(unique.count, 1))
+        outbound.initialize(repeating: TCPStateCounts(), count: max(unique.count, 1))
+    }
+
+    deinit {
+        listenerSlot.deallocate()
+        listening.deallocate()
+        inbound.deallocate()
+        remoteSlot.deallocate()
+        outbound.deallocate()
     }
 
     public mutating func startOver() {
         counts = SocketCounts()
-        for listener in listenerList { listenerSlot[Int(listener.port)] = 0 }
+        for (index, listener) in listenerList.enumerated() {
+            listenerSlot[Int(listener.port)] = 0
+            listening[Int(listener.port >> 6)] = 0
+            inbound[index] = TCPStateCounts()
+        }
         listenerList.removeAll(keepingCapacity: true)
-        for index in outbound.indices { outbound[index] = TCPStateCounts() }
-        ephemeralUse.removeAll(keepingCapacity: true)
+        for index in remotePorts.indices { outbound[index] = TCPStateCounts() }
+        ephemeralUse.removeAll()
     }
 
     @inline(__always)
@@ -82,45 +122,59 @@ public struct PortBreakdown: SocketVisitor {
         counts.visit(socket)
         guard socket.transport == .tcp else { return }
         if socket.state == TCPState.listen.rawValue {
-            addListener(socket)
+            // Fields, not the record: passing the record makes the compiler build it in memory
+            // for every socket.
+            addListener(port: socket.localPort, address: socket.localAddress, isIPv6: socket.isIPv6,
+                        acceptQueue: socket.receiveQueue, backlog: socket.sendQueue)
             return
         }
-        let slot = Int(listenerSlot[Int(socket.localPort)])
-        if slot != 0 {
-            listenerList[slot - 1].inbound.add(rawState: socket.state)
+        if listening[Int(socket.localPort >> 6)] & (1 << (socket.localPort & 63)) != 0 {
+            inbound[Int(listenerSlot[Int(socket.localPort)]) - 1].add(rawState: socket.state)
             return
         }
         let remote = Int(remoteSlot[Int(socket.remotePort)])
         if remote != 0 { outbound[remote - 1].add(rawState: socket.state) }
         if ephemeralRange.contains(socket.localPort) {
-            ephemeralUse[RemoteEndpoint(address: socket.remoteAddress, port: socket.remotePort, isIPv6: socket.isIPv6), default: 0] += 1
+            ephemeralUse.add(socket.remoteAddress, port: socket.remotePort, isIPv6: socket.isIPv6)
         }
     }
 
-    private mutating func addListener(_ socket: SocketRecord) {
-        var slot = Int(listenerSlot[Int(socket.localPort)])
+    @inline(never)
+    private mutating func addListener(port: UInt16, address: AddressWords, isIPv6: Bool, acceptQueue: UInt32, backlog: UInt32) {
+        var slot = Int(listenerSlot[Int(port)])
         if slot == 0 {
-            listenerList.append(Listener(port: socket.localPort))
+            if listenerList.count == inboundCapacity { growInbound() }
+            listenerList.append(PortBreakdown.Listener(port: port))
             slot = listenerList.count
-            listenerSlot[Int(socket.localPort)] = UInt16(slot)
+            listenerSlot[Int(port)] = UInt16(slot)
+            listening[Int(port >> 6)] |= 1 << (port & 63)
         }
         listenerList[slot - 1].sockets += 1
-        listenerList[slot - 1].acceptQueue += UInt64(socket.receiveQueue)
-        listenerList[slot - 1].backlog += UInt64(socket.sendQueue)
-        if !listenerList[slot - 1].addresses.contains(where: { $0.address == socket.localAddress && $0.isIPv6 == socket.isIPv6 }) {
-            listenerList[slot - 1].addresses.append((socket.localAddress, socket.isIPv6))
+        listenerList[slot - 1].acceptQueue += UInt64(acceptQueue)
+        listenerList[slot - 1].backlog += UInt64(backlog)
+        if !listenerList[slot - 1].addresses.contains(where: { $0.address == address && $0.isIPv6 == isIPv6 }) {
+            listenerList[slot - 1].addresses.append((address, isIPv6))
         }
     }
 
-    /// Listening ports, lowest first.
-    public var listeners: [Listener] { listenerList.sorted { $0.port < $1.port } }
-
-    /// The remote endpoint holding the most ephemeral ports; nil when no outbound connection exists.
-    public var busiestEphemeral: EphemeralUse? {
-        guard let top = ephemeralUse.max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key.port > $1.key.port) }) else { return nil }
-        return EphemeralUse(remoteAddress: top.key.address, remotePort: top.key.port, isIPv6: top.key.isIPv6, sockets: top.value)
+    private mutating func growInbound() {
+        let old = inbound
+        inbound = .allocate(capacity: inboundCapacity * 2)
+        inbound.moveInitialize(from: old, count: inboundCapacity)
+        (inbound + inboundCapacity).initialize(repeating: TCPStateCounts(), count: inboundCapacity)
+        inboundCapacity *= 2
+        old.deallocate()
     }
 
-    /// Ports connect() can pick from.
-    public var ephemeralRangeSize: Int { Int(ephemeralRange.upperBound) - Int(ephemeralRange.lowerBound) + 1 }
+    /// What was visited since the last `startOver()`.
+    public var breakdown: PortBreakdown {
+        var listeners = listenerList
+        for index in listeners.indices { listeners[index].inbound = inbound[index] }
+        let busiest = ephemeralUse.busiest.map {
+            PortBreakdown.EphemeralUse(remoteAddress: $0.address, remotePort: $0.port, isIPv6: $0.isIPv6, sockets: $0.sockets)
+        }
+        return PortBreakdown(
+            counts: counts, listeners: listeners.sorted { $0.port < $1.port }, remotePorts: remotePorts,
+            outbound: remotePorts.indices.map { outbound[$0] }, ephemeralRange: ephemeralRange, busiestEphemeral: busiest)
+    }
 }

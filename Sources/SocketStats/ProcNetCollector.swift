@@ -13,7 +13,7 @@ public enum ProcNetCollector {
     static let readChunkSize = 64 * 1024
 
     /// Reads `directory`/tcp, tcp6, udp, udp6. A missing tcp6 or udp6 means IPv6 is disabled: zeros.
-    public static func collect<Visitor: SocketVisitor>(into visitor: inout Visitor, directory: String = liveDirectory) throws(CollectorError) {
+    public static func collect<Visitor: SocketVisitor & ~Copyable>(into visitor: inout Visitor, directory: String = liveDirectory) throws(CollectorError) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: readChunkSize, alignment: 8)
         defer { buffer.deallocate() }
         visitor.startOver()
@@ -39,7 +39,7 @@ public enum ProcNetCollector {
         }
     }
 
-    private static func read<Visitor: SocketVisitor>(
+    private static func read<Visitor: SocketVisitor & ~Copyable>(
         _ fd: Int32, path: String, with parser: inout ProcNetParser,
         buffer: UnsafeMutableRawBufferPointer, into visitor: inout Visitor
     ) throws(CollectorError) {

@@ -45,7 +45,7 @@ public struct ProcNetParser: ~Copyable {
     deinit { carry.deallocate() }
 
     /// Parses every complete line in `chunk`; an incomplete last line waits for the next chunk.
-    public mutating func feed<Visitor: SocketVisitor>(_ chunk: UnsafeRawBufferPointer, into visitor: inout Visitor) throws(ProcNetParseError) {
+    public mutating func feed<Visitor: SocketVisitor & ~Copyable>(_ chunk: UnsafeRawBufferPointer, into visitor: inout Visitor) throws(ProcNetParseError) {
         if isFinished { return }
         var start = 0
         if carried > 0 {
@@ -71,7 +71,7 @@ public struct ProcNetParser: ~Copyable {
     }
 
     /// Call at end of file: parses a last line without a newline and checks the header was seen.
-    public mutating func finish<Visitor: SocketVisitor>(into visitor: inout Visitor) throws(ProcNetParseError) {
+    public mutating func finish<Visitor: SocketVisitor & ~Copyable>(into visitor: inout Visitor) throws(ProcNetParseError) {
         if carried > 0 && !isFinished {
             let line = UnsafeRawBufferPointer(rebasing: carry[0..<carried])
             carried = 0
@@ -91,7 +91,7 @@ public struct ProcNetParser: ~Copyable {
     }
 
     @inline(__always)
-    private mutating func parseLine<Visitor: SocketVisitor>(_ line: UnsafeRawBufferPointer, into visitor: inout Visitor) throws(ProcNetParseError) {
+    private mutating func parseLine<Visitor: SocketVisitor & ~Copyable>(_ line: UnsafeRawBufferPointer, into visitor: inout Visitor) throws(ProcNetParseError) {
         lineNumber += 1
         guard line.count <= Self.maxLineLength else {
             throw ProcNetParseError(line: lineNumber, reason: "line longer than \(Self.maxLineLength) bytes")

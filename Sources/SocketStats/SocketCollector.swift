@@ -11,34 +11,30 @@ public enum SourcePreference: String, CaseIterable, Sendable {
     case proc
 }
 
-/// Chooses a source, enters a namespace if asked, and fills one model.
+/// Chooses a source and fills one model, in the calling thread's network namespace
+/// (`CollectionOptions.collect()` enters the namespace around the whole poll).
 public enum SocketCollector {
     /// Fills `visitor` and says which source did.
-    public static func collect<Visitor: SocketVisitor>(
+    public static func collect<Visitor: SocketVisitor & ~Copyable>(
         into visitor: inout Visitor,
         from preference: SourcePreference = .auto,
-        procDirectory: String = ProcNetCollector.liveDirectory,
-        in namespace: NetworkNamespace? = nil
+        procDirectory: String = ProcNetCollector.liveDirectory
     ) throws(CollectorError) -> Source {
-        func collectHere() throws(CollectorError) -> Source {
-            switch preference {
-            case .netlink:
+        switch preference {
+        case .netlink:
+            try NetlinkCollector.collect(into: &visitor)
+            return .netlink
+        case .proc:
+            try ProcNetCollector.collect(into: &visitor, directory: procDirectory)
+            return .proc
+        case .auto:
+            do {
                 try NetlinkCollector.collect(into: &visitor)
                 return .netlink
-            case .proc:
+            } catch .netlinkRefused, .malformedNetlink {
                 try ProcNetCollector.collect(into: &visitor, directory: procDirectory)
                 return .proc
-            case .auto:
-                do {
-                    try NetlinkCollector.collect(into: &visitor)
-                    return .netlink
-                } catch .netlinkRefused, .malformedNetlink {
-                    try ProcNetCollector.collect(into: &visitor, directory: procDirectory)
-                    return .proc
-                }
             }
         }
-        guard let namespace else { return try collectHere() }
-        return try namespace.run(collectHere)
     }
 }

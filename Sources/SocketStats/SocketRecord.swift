@@ -80,7 +80,7 @@ public struct SocketRecord: Sendable {
 
 /// Receives every socket of one collection. A collector is generic over its visitor so that
 /// the compiler specialises the hot loop for each model it fills.
-public protocol SocketVisitor {
+public protocol SocketVisitor: ~Copyable {
     /// Forget what was visited, keeping any settings: a dump the kernel interrupted is re-run.
     mutating func startOver()
     mutating func visit(_ socket: SocketRecord)
@@ -90,7 +90,7 @@ public protocol SocketVisitor {
     static var wantsListenersFirst: Bool { get }
 }
 
-extension SocketVisitor {
+extension SocketVisitor where Self: ~Copyable {
     public static var wantsListenersFirst: Bool { false }
 }
 

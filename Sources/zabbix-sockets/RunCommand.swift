@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import ServiceLifecycle
 import SocketStats
+import StatsOutput
 import Synchronization
 import Posix
 import ZabbixConfig

@@ -1,7 +1,8 @@
 import ArgumentParser
 import NIOCore
-import SocketStats
 import Posix
+import SocketStats
+import StatsOutput
 import ZabbixConfig
 import ZabbixProtocol
 import ZabbixSender

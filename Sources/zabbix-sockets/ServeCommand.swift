@@ -1,6 +1,8 @@
 import ArgumentParser
 import Logging
 import ServiceLifecycle
+import SocketStats
+import StatsOutput
 import ZabbixAgentServer
 import ZabbixConfig
 import ZabbixProtocol

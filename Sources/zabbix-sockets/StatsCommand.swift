@@ -1,5 +1,6 @@
 import ArgumentParser
 import SocketStats
+import StatsOutput
 
 struct StatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

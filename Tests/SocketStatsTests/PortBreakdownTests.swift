@@ -13,14 +13,14 @@ final class PortBreakdownTests: XCTestCase {
     }
 
     func testListenersOnOnePortAreOneEntryWithSummedQueues() {
-        var ports = PortBreakdown(remotePorts: [], ephemeralRange: 32768...60999)
+        var ports = PortTally(remotePorts: [], ephemeralRange: 32768...60999)
         ports.visit(tcp(.listen, local: 80, receiveQueue: 3, sendQueue: 128))
         ports.visit(tcp(.listen, local: 80, receiveQueue: 1, sendQueue: 128))  // SO_REUSEPORT twin
         ports.visit(tcp(.listen, local: 80, isIPv6: true, sendQueue: 64))
         ports.visit(tcp(.established, local: 80, remote: 40000))
         ports.visit(tcp(.closeWait, local: 80, remote: 40001))
         ports.visit(tcp(.listen, local: 22, sendQueue: 10))
-        let listeners = ports.listeners
+        let listeners = ports.breakdown.listeners
         XCTAssertEqual(listeners.map(\.port), [22, 80])
         let web = listeners[1]
         XCTAssertEqual(web.sockets, 3)
@@ -30,52 +30,84 @@ final class PortBreakdownTests: XCTestCase {
         XCTAssertEqual(web.inbound[.established], 1)
         XCTAssertEqual(web.inbound[.closeWait], 1)
         XCTAssertEqual(web.inbound.total, 2)
-        XCTAssertEqual(ports.counts.tcp.total, 6)
+        XCTAssertEqual(ports.breakdown.counts.tcp.total, 6)
     }
 
     func testOutboundIsCountedPerWatchedRemotePort() {
-        var ports = PortBreakdown(remotePorts: [5432, 6379, 5432], ephemeralRange: 32768...60999)
+        var ports = PortTally(remotePorts: [5432, 6379, 5432], ephemeralRange: 32768...60999)
         XCTAssertEqual(ports.remotePorts, [5432, 6379], "duplicates dropped")
         ports.visit(tcp(.established, local: 40000, remote: 5432))
         ports.visit(tcp(.closeWait, local: 40001, remote: 5432))
         ports.visit(tcp(.timeWait, local: 40002, remote: 6379))
         ports.visit(tcp(.established, local: 40003, remote: 9999))
-        XCTAssertEqual(ports.outbound[0][.established], 1)
-        XCTAssertEqual(ports.outbound[0][.closeWait], 1)
-        XCTAssertEqual(ports.outbound[1][.timeWait], 1)
-        XCTAssertEqual(ports.outbound[0].total + ports.outbound[1].total, 3)
+        XCTAssertEqual(ports.breakdown.outbound[0][.established], 1)
+        XCTAssertEqual(ports.breakdown.outbound[0][.closeWait], 1)
+        XCTAssertEqual(ports.breakdown.outbound[1][.timeWait], 1)
+        XCTAssertEqual(ports.breakdown.outbound[0].total + ports.breakdown.outbound[1].total, 3)
     }
 
     func testEphemeralPressureIsTheBusiestRemoteEndpoint() {
-        var ports = PortBreakdown(remotePorts: [], ephemeralRange: 40000...40999)
+        var ports = PortTally(remotePorts: [], ephemeralRange: 40000...40999)
         for port in UInt16(40000)..<40005 { ports.visit(tcp(.established, local: port, remote: 5432)) }
         for port in UInt16(40005)..<40008 { ports.visit(tcp(.timeWait, local: port, remote: 5432, remoteAddress: other)) }
         ports.visit(tcp(.established, local: 1234, remote: 5432))  // bound below the range: not ephemeral
-        let busiest = ports.busiestEphemeral
+        let busiest = ports.breakdown.busiestEphemeral
         XCTAssertEqual(busiest?.sockets, 5)
         XCTAssertEqual(busiest?.remotePort, 5432)
         XCTAssertEqual(busiest?.remoteAddress, loopback)
-        XCTAssertEqual(ports.ephemeralRangeSize, 1000)
+        XCTAssertEqual(ports.breakdown.ephemeralRangeSize, 1000)
+    }
+
+    func testEphemeralBusiestAmongThousandsOfEndpointsEqualsACountByDictionary() {
+        // Enough distinct endpoints to make the table grow several times, with uneven counts.
+        var ports = PortTally(remotePorts: [], ephemeralRange: 1024...65535)
+        var reference: [String: (use: PortBreakdown.EphemeralUse, sockets: UInt64)] = [:]
+        var local: UInt16 = 1024
+        for i in 0..<20_000 {
+            let n = (i &* 7919) % 3001
+            let address = AddressWords(UInt32(0x0A00_0000 + n % 211), 0, 0, UInt32(n / 211))
+            let isIPv6 = n % 3 == 0
+            let remotePort = UInt16(5000 + n % 7)
+            ports.visit(tcp(.established, local: local, remote: remotePort, remoteAddress: address, isIPv6: isIPv6))
+            local = local == 65535 ? 1024 : local + 1
+            let key = "\(address) \(remotePort) \(isIPv6)"
+            let use = PortBreakdown.EphemeralUse(remoteAddress: address, remotePort: remotePort, isIPv6: isIPv6, sockets: 0)
+            reference[key, default: (use, 0)].sockets += 1
+        }
+        let most = reference.values.map(\.sockets).max()!
+        let tied = reference.values.filter { $0.sockets == most }.map(\.use)
+        let expected = tied.min { a, b in
+            if a.remotePort != b.remotePort { return a.remotePort < b.remotePort }
+            if a.isIPv6 != b.isIPv6 { return !a.isIPv6 }
+            return (a.remoteAddress.w0.bigEndian, a.remoteAddress.w3.bigEndian) < (b.remoteAddress.w0.bigEndian, b.remoteAddress.w3.bigEndian)
+        }!
+        XCTAssertGreaterThan(tied.count, 1, "the population has ties, so the tie rule is exercised")
+        XCTAssertEqual(ports.breakdown.busiestEphemeral, PortBreakdown.EphemeralUse(
+            remoteAddress: expected.remoteAddress, remotePort: expected.remotePort, isIPv6: expected.isIPv6, sockets: most))
+        ports.startOver()
+        XCTAssertNil(ports.breakdown.busiestEphemeral)
+        ports.visit(tcp(.established, local: 40000, remote: 5432))
+        XCTAssertEqual(ports.breakdown.busiestEphemeral?.sockets, 1, "the table works again after starting over")
     }
 
     func testInboundConnectionsDoNotCountAsEphemeral() {
-        var ports = PortBreakdown(remotePorts: [], ephemeralRange: 10000...65535)
+        var ports = PortTally(remotePorts: [], ephemeralRange: 10000...65535)
         ports.visit(tcp(.listen, local: 45000))
         for client in UInt16(50000)..<50010 { ports.visit(tcp(.established, local: 45000, remote: client)) }
-        XCTAssertNil(ports.busiestEphemeral)
+        XCTAssertNil(ports.breakdown.busiestEphemeral)
     }
 
     func testStartOverForgetsEverything() {
-        var ports = PortBreakdown(remotePorts: [5432], ephemeralRange: 32768...60999)
+        var ports = PortTally(remotePorts: [5432], ephemeralRange: 32768...60999)
         ports.visit(tcp(.listen, local: 80))
         ports.visit(tcp(.established, local: 40000, remote: 5432))
         ports.startOver()
-        XCTAssertEqual(ports.listeners, [])
-        XCTAssertEqual(ports.outbound[0].total, 0)
-        XCTAssertNil(ports.busiestEphemeral)
-        XCTAssertEqual(ports.counts, SocketCounts())
+        XCTAssertEqual(ports.breakdown.listeners, [])
+        XCTAssertEqual(ports.breakdown.outbound[0].total, 0)
+        XCTAssertNil(ports.breakdown.busiestEphemeral)
+        XCTAssertEqual(ports.breakdown.counts, SocketCounts())
         ports.visit(tcp(.established, local: 80, remote: 40000))
-        XCTAssertEqual(ports.listeners, [], "port 80 no longer listens after starting over")
+        XCTAssertEqual(ports.breakdown.listeners, [], "port 80 no longer listens after starting over")
     }
 
     func testAddressFormatting() {

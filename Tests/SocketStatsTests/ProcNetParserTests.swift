@@ -123,8 +123,9 @@ final class ProcNetParserTests: XCTestCase {
         try (Self.header + "\n" + established + "\n").write(toFile: directory + "/tcp", atomically: true, encoding: .utf8)
         try (Self.header + "\n" + listener6 + "\n").write(toFile: directory + "/tcp6", atomically: true, encoding: .utf8)
         try (Self.header + "\n").write(toFile: directory + "/udp", atomically: true, encoding: .utf8)
-        var ports = PortBreakdown(remotePorts: [], ephemeralRange: 32768...60999)
-        try ProcNetCollector.collect(into: &ports, directory: directory)
+        var tally = PortTally(remotePorts: [], ephemeralRange: 32768...60999)
+        try ProcNetCollector.collect(into: &tally, directory: directory)
+        let ports = tally.breakdown
         XCTAssertEqual(ports.listeners.map(\.port), [8080])
         XCTAssertEqual(ports.listeners.first?.inbound[.established], 1)
         XCTAssertEqual(ports.counts.tcp.total, 2, "each socket visited once")

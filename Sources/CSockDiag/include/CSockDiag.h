@@ -17,7 +17,6 @@ struct csd_dump_request {
 };
 
 static inline __u32 csd_nlmsg_align(__u32 len) { return NLMSG_ALIGN(len); }
-static inline __u32 csd_nlmsg_hdrlen(void) { return NLMSG_HDRLEN; }
 
 /// setns(2) is declared by <sched.h> only under _GNU_SOURCE, which Swift's Glibc module lacks.
 int setns(int fd, int nstype);

@@ -1,36 +1,55 @@
-import SocketStats
-
 /// Everything one poll reports, collected in one pass over the sockets.
-struct Snapshot {
-    var source: Source
-    var counts: SocketCounts
+public struct Snapshot: Sendable {
+    public var source: Source
+    public var counts: SocketCounts
     /// Present when the ports section was asked for.
-    var ports: PortBreakdown?
+    public var ports: PortBreakdown?
     /// /proc/net/snmp, netstat, sockstat(6) and the limits; present when the kernel section was asked for.
-    var kernel: KernelCounters?
+    public var kernel: KernelCounters?
+
+    public init(source: Source, counts: SocketCounts, ports: PortBreakdown? = nil, kernel: KernelCounters? = nil) {
+        self.source = source
+        self.counts = counts
+        self.ports = ports
+        self.kernel = kernel
+    }
 }
 
-/// What to collect and where: shared by `stats`, `send` and `run`.
-struct CollectionOptions {
-    enum Section: String, CaseIterable {
+/// What to collect and where; `collect()` is this target's one entry point for a whole poll.
+public struct CollectionOptions: Sendable {
+    public enum Section: String, CaseIterable, Sendable {
         case counts
         case ports
         case kernel
     }
 
-    var source: SourcePreference = .auto
+    public var source: SourcePreference
     /// A directory holding net/tcp... and sys/net/... instead of /proc (fixtures).
-    var procRoot: String?
-    var netns: String?
-    var sections: Set<Section> = Set(Section.allCases)
-    var remotePorts: [UInt16] = CollectionOptions.defaultRemotePorts
+    public var procRoot: String?
+    /// A network namespace name (/run/netns/NAME) or path (/proc/PID/ns/net); nil: the caller's.
+    public var netns: String?
+    public var sections: Set<Section>
+    public var remotePorts: [UInt16]
 
     /// PostgreSQL, MySQL, Redis, HTTPS, HTTP: the dependencies whose connections pile up most often.
-    static let defaultRemotePorts: [UInt16] = [5432, 3306, 6379, 443, 80]
+    public static let defaultRemotePorts: [UInt16] = [5432, 3306, 6379, 443, 80]
     /// PortBreakdown numbers the watched ports with one byte.
-    static let maximumRemotePorts = 255
+    public static let maximumRemotePorts = 255
 
-    func collect() throws(CollectorError) -> Snapshot {
+    public init(
+        source: SourcePreference = .auto, procRoot: String? = nil, netns: String? = nil,
+        sections: Set<Section> = Set(Section.allCases), remotePorts: [UInt16] = CollectionOptions.defaultRemotePorts
+    ) {
+        self.source = source
+        self.procRoot = procRoot
+        self.netns = netns
+        self.sections = sections
+        self.remotePorts = remotePorts
+    }
+
+    /// Reads the kernel limits, enters the namespace if one is set, reads the kernel's counter
+    /// tables and then the sockets, and comes back to the caller's namespace.
+    public func collect() throws(CollectorError) -> Snapshot {
         let root = procRoot ?? "/proc"
         let netDirectory = procRoot.map { $0 + "/net" } ?? ProcNetCollector.liveDirectory
         let wantsPorts = sections.contains(.ports)
@@ -46,8 +65,9 @@ struct CollectionOptions {
             let kernel = wantsKernel
                 ? try KernelTables.read(netDirectory: netDirectory).merging(limits).merging(kernelWide) : nil
             if wantsPorts {
-                var breakdown = PortBreakdown(remotePorts: remotePorts, ephemeralRange: SocketLimits.ephemeralRange(from: limits))
-                let source = try SocketCollector.collect(into: &breakdown, from: effectiveSource, procDirectory: netDirectory)
+                var tally = PortTally(remotePorts: remotePorts, ephemeralRange: SocketLimits.ephemeralRange(from: limits))
+                let source = try SocketCollector.collect(into: &tally, from: effectiveSource, procDirectory: netDirectory)
+                let breakdown = tally.breakdown
                 return Snapshot(source: source, counts: breakdown.counts, ports: breakdown, kernel: kernel)
             }
             var counts = SocketCounts()

@@ -1,12 +1,13 @@
 import SocketStats
 
 /// The `stats` output. The JSON is the contract that the Zabbix templates' JSONPath
-/// preprocessing reads (docs/stats-contract.md): every key of a section always present, fixed order.
-enum StatsDocument {
+/// preprocessing reads (written down in the README, `zabbix-sockets stats` > JSON): every key
+/// of a section always present, in a fixed order.
+public enum StatsDocument {
     /// The templates' master item: the agent's UserParameter key and the trapper item's key.
-    static let itemKey = "sockets.stats"
+    public static let itemKey = "sockets.stats"
 
-    static func json(_ snapshot: Snapshot) -> String {
+    public static func json(_ snapshot: Snapshot) -> String {
         let counts = snapshot.counts
         var out = "{\"source\":\"\(snapshot.source.rawValue)\""
         for (name, tcp) in [("tcp", counts.tcp), ("tcp4", counts.tcp4), ("tcp6", counts.tcp6)] {
@@ -46,7 +47,7 @@ enum StatsDocument {
         return out + "}"
     }
 
-    static func text(_ snapshot: Snapshot) -> String {
+    public static func text(_ snapshot: Snapshot) -> String {
         let counts = snapshot.counts
         var out = "source: \(snapshot.source.rawValue)\n"
         out += row("TCP", ["all", "IPv4", "IPv6"])

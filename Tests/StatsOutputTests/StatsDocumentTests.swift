@@ -1,0 +1,175 @@
+import Foundation
+import SocketStats
+import StatsOutput
+import XCTest
+
+/// Pins the `stats` JSON that the templates' JSONPath preprocessing reads: key names, their
+/// order, and that every key is present even when its figure is 0.
+final class StatsDocumentTests: XCTestCase {
+    static let tcpKeys = ["established", "syn_sent", "syn_recv", "fin_wait1", "fin_wait2", "time_wait",
+                          "close", "close_wait", "last_ack", "listen", "closing", "total"]
+    static let udpKeys = ["established", "unconn", "total"]
+    static let countsKeys = ["source", "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"]
+    static let portsKeys = ["listen_discovery", "listen", "remote_discovery", "remote", "ephemeral"]
+
+    let loopback = AddressWords(0x0100_007F, 0, 0, 0)  // 127.0.0.1 as the kernel stores it
+    let server = AddressWords(0x0A00_000A, 0, 0, 0)  // 10.0.0.10
+    let ipv6Loopback = AddressWords(0, 0, 0, 0x0100_0000)  // ::1
+
+    private func tcp(_ state: TCPState, local: UInt16, remote: UInt16 = 0, remoteAddress: AddressWords? = nil,
+                     isIPv6: Bool = false, receiveQueue: UInt32 = 0, sendQueue: UInt32 = 0) -> SocketRecord {
+        SocketRecord(transport: .tcp, isIPv6: isIPv6, state: state.rawValue, localPort: local, remotePort: remote,
+                     localAddress: isIPv6 ? ipv6Loopback : loopback,
+                     remoteAddress: remoteAddress ?? (isIPv6 ? ipv6Loopback : loopback),
+                     receiveQueue: receiveQueue, sendQueue: sendQueue)
+    }
+
+    private func document(_ snapshot: Snapshot, file: StaticString = #filePath, line: UInt = #line) throws -> OrderedJSON {
+        let json = StatsDocument.json(snapshot)
+        XCTAssertFalse(json.contains("\n"), "one line, as a UserParameter value", file: file, line: line)
+        // Foundation's parser as an independent judge that the text is JSON at all.
+        XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(json.utf8)), file: file, line: line)
+        return try XCTUnwrap(OrderedJSON.parse(json), "not JSON: \(json)", file: file, line: line)
+    }
+
+    /// A population touching every section: two listening ports (one dual-stack, one with a
+    /// queue), inbound connections, outbound ones to watched ports, ephemeral ports, UDP.
+    private func busySnapshot() -> Snapshot {
+        var ports = PortTally(remotePorts: [5432, 443], ephemeralRange: 40000...40999)
+        ports.visit(tcp(.listen, local: 8080, receiveQueue: 3, sendQueue: 128))
+        ports.visit(tcp(.listen, local: 8080, isIPv6: true, receiveQueue: 2, sendQueue: 72))
+        ports.visit(tcp(.listen, local: 22, sendQueue: 128))
+        for client in UInt16(50000)..<50004 { ports.visit(tcp(.established, local: 8080, remote: client)) }
+        ports.visit(tcp(.closeWait, local: 8080, remote: 50010, isIPv6: true))
+        ports.visit(tcp(.timeWait, local: 22, remote: 50011))
+        for local in UInt16(40000)..<40006 { ports.visit(tcp(.established, local: local, remote: 5432, remoteAddress: server)) }
+        for local in UInt16(40006)..<40008 { ports.visit(tcp(.timeWait, local: local, remote: 443, remoteAddress: server)) }
+        ports.visit(tcp(.synSent, local: 40008, remote: 443, remoteAddress: server))
+        ports.visit(SocketRecord(transport: .udp, isIPv6: false, state: TCPState.close.rawValue, localPort: 53))
+        ports.visit(SocketRecord(transport: .udp, isIPv6: true, state: TCPState.established.rawValue, localPort: 40500))
+        let kernel = KernelCounters([("Tcp_ActiveOpens", 12), ("TcpExt_ListenOverflows", 0), ("TCP_inuse", 19), ("somaxconn", 4096)])
+        return Snapshot(source: .netlink, counts: ports.breakdown.counts, ports: ports.breakdown, kernel: kernel)
+    }
+
+    func testCountsSectionKeysAndOrder() throws {
+        var counts = SocketCounts()
+        counts.visit(tcp(.established, local: 1, remote: 2))
+        counts.visit(tcp(.timeWait, local: 1, remote: 3, isIPv6: true))
+        counts.visit(SocketRecord(transport: .udp, isIPv6: false, state: TCPState.close.rawValue))
+        let doc = try document(Snapshot(source: .proc, counts: counts))
+        XCTAssertEqual(doc.keys, Self.countsKeys, "no ports or kernel keys when those sections were not collected")
+        XCTAssertEqual(doc["source"]?.text, "proc")
+        for family in ["tcp", "tcp4", "tcp6"] {
+            XCTAssertEqual(doc[family]?.keys, Self.tcpKeys, family)
+        }
+        for family in ["udp", "udp4", "udp6"] {
+            XCTAssertEqual(doc[family]?.keys, Self.udpKeys, family)
+        }
+        XCTAssertEqual(doc["tcp4"]?["established"]?.uint, 1)
+        XCTAssertEqual(doc["tcp6"]?["time_wait"]?.uint, 1)
+        XCTAssertEqual(doc["tcp"]?["total"]?.uint, 2, "tcp = tcp4 + tcp6")
+        XCTAssertEqual(doc["tcp"]?["listen"]?.uint, 0, "a state with no socket is present as 0")
+        XCTAssertEqual(doc["udp"]?["unconn"]?.uint, 1)
+        XCTAssertEqual(doc["udp6"]?["total"]?.uint, 0)
+    }
+
+    func testAllSectionsKeysAndOrder() throws {
+        let doc = try document(busySnapshot())
+        XCTAssertEqual(doc.keys, Self.countsKeys + Self.portsKeys + ["kernel"])
+        XCTAssertEqual(doc["source"]?.text, "netlink")
+
+        let discovery = try XCTUnwrap(doc["listen_discovery"]).elements
+        XCTAssertEqual(discovery.map(\.keys), [["{#PORT}", "{#ADDRESSES}"], ["{#PORT}", "{#ADDRESSES}"]])
+        XCTAssertEqual(discovery.map { $0["{#PORT}"]?.text }, ["22", "8080"], "ports lowest first, as strings for LLD")
+        XCTAssertEqual(discovery[1]["{#ADDRESSES}"]?.text, "127.0.0.1,::1", "addresses in the order first seen")
+
+        let listen = try XCTUnwrap(doc["listen"])
+        XCTAssertEqual(listen.keys, ["22", "8080"])
+        for port in listen.keys {
+            XCTAssertEqual(listen[port]?.keys, ["addresses", "listeners", "accept_queue", "backlog", "accept_queue_pct"] + Self.tcpKeys, port)
+        }
+        let web = try XCTUnwrap(listen["8080"])
+        XCTAssertEqual(web["listeners"]?.uint, 2)
+        XCTAssertEqual(web["accept_queue"]?.uint, 5)
+        XCTAssertEqual(web["backlog"]?.uint, 200)
+        XCTAssertEqual(web["accept_queue_pct"]?.uint, 2, "5 of 200, rounded down")
+        XCTAssertEqual(web["established"]?.uint, 4)
+        XCTAssertEqual(web["close_wait"]?.uint, 1)
+        XCTAssertEqual(web["listen"]?.uint, 0, "LISTEN sockets are `listeners`, not inbound connections")
+        XCTAssertEqual(web["total"]?.uint, 5)
+        XCTAssertEqual(listen["22"]?["time_wait"]?.uint, 1)
+
+        XCTAssertEqual(doc["remote_discovery"]?.elements.map(\.keys), [["{#PORT}"], ["{#PORT}"]])
+        XCTAssertEqual(doc["remote_discovery"]?.elements.map { $0["{#PORT}"]?.text }, ["5432", "443"],
+                       "watched ports in the order given")
+        let remote = try XCTUnwrap(doc["remote"])
+        XCTAssertEqual(remote.keys, ["5432", "443"])
+        XCTAssertEqual(remote["5432"]?.keys, Self.tcpKeys)
+        XCTAssertEqual(remote["5432"]?["established"]?.uint, 6)
+        XCTAssertEqual(remote["443"]?["time_wait"]?.uint, 2)
+        XCTAssertEqual(remote["443"]?["syn_sent"]?.uint, 1)
+        XCTAssertEqual(remote["443"]?["total"]?.uint, 3)
+
+        let ephemeral = try XCTUnwrap(doc["ephemeral"])
+        XCTAssertEqual(ephemeral.keys, ["range_size", "busiest_sockets", "busiest_remote", "pressure_pct"])
+        XCTAssertEqual(ephemeral["range_size"]?.uint, 1000)
+        XCTAssertEqual(ephemeral["busiest_sockets"]?.uint, 6)
+        XCTAssertEqual(ephemeral["busiest_remote"]?.text, "10.0.0.10:5432")
+        XCTAssertEqual(ephemeral["pressure_pct"]?.uint, 0, "6 of 1000, rounded down")
+
+        let kernel = try XCTUnwrap(doc["kernel"])
+        XCTAssertEqual(kernel.keys, ["Tcp_ActiveOpens", "TcpExt_ListenOverflows", "TCP_inuse", "somaxconn"],
+                       "kernel counters in the order they were read")
+        XCTAssertEqual(kernel["somaxconn"]?.uint, 4096)
+
+        XCTAssertEqual(doc["tcp"]?["listen"]?.uint, 3)
+        XCTAssertEqual(doc["udp"]?["established"]?.uint, 1)
+        XCTAssertEqual(doc["udp"]?["total"]?.uint, 2)
+    }
+
+    func testPortsSectionWithNothingToReportKeepsEveryKey() throws {
+        let ports = PortTally(remotePorts: [5432], ephemeralRange: 32768...60999)
+        let doc = try document(Snapshot(source: .netlink, counts: ports.breakdown.counts, ports: ports.breakdown))
+        XCTAssertEqual(doc.keys, Self.countsKeys + Self.portsKeys)
+        XCTAssertEqual(doc["listen_discovery"], .array([]))
+        XCTAssertEqual(doc["listen"], .object([]))
+        XCTAssertEqual(doc["remote"]?["5432"]?.keys, Self.tcpKeys)
+        XCTAssertEqual(doc["ephemeral"]?.keys, ["range_size", "busiest_sockets", "busiest_remote", "pressure_pct"])
+        XCTAssertEqual(doc["ephemeral"]?["range_size"]?.uint, 28232)
+        XCTAssertEqual(doc["ephemeral"]?["busiest_sockets"]?.uint, 0)
+        XCTAssertEqual(doc["ephemeral"]?["busiest_remote"]?.text, "")
+        XCTAssertEqual(doc["ephemeral"]?["pressure_pct"]?.uint, 0)
+    }
+
+    func testIPv6BusiestRemoteIsBracketed() throws {
+        var ports = PortTally(remotePorts: [], ephemeralRange: 40000...40001)
+        ports.visit(tcp(.established, local: 40000, remote: 6379, isIPv6: true))
+        ports.visit(tcp(.established, local: 40001, remote: 6379, isIPv6: true))
+        let doc = try document(Snapshot(source: .netlink, counts: ports.breakdown.counts, ports: ports.breakdown))
+        XCTAssertEqual(doc["ephemeral"]?["busiest_remote"]?.text, "[::1]:6379")
+        XCTAssertEqual(doc["ephemeral"]?["pressure_pct"]?.uint, 100)
+    }
+
+    func testKernelSectionAloneFollowsTheCounts() throws {
+        let doc = try document(Snapshot(source: .netlink, counts: SocketCounts(), kernel: KernelCounters([("Udp_NoPorts", 7)])))
+        XCTAssertEqual(doc.keys, Self.countsKeys + ["kernel"])
+        XCTAssertEqual(doc["kernel"]?.keys, ["Udp_NoPorts"])
+        XCTAssertEqual(doc["kernel"]?["Udp_NoPorts"]?.uint, 7)
+    }
+
+    func testTextTableNamesEveryStateAsSsDoes() {
+        let text = StatsDocument.text(busySnapshot())
+        for state in TCPState.allCases {
+            XCTAssertTrue(text.contains("\n" + state.ssName + " "), state.ssName)
+        }
+        XCTAssertTrue(text.hasPrefix("source: netlink\n"))
+        XCTAssertTrue(text.contains("ephemeral ports: 6 of 1000 towards 10.0.0.10:5432"))
+    }
+
+    func testOrderedJSONReaderRejectsBrokenText() {
+        XCTAssertNil(OrderedJSON.parse("{\"a\":1"))
+        XCTAssertNil(OrderedJSON.parse("{\"a\":1,}"))
+        XCTAssertNil(OrderedJSON.parse("{\"a\":1} x"))
+        XCTAssertEqual(OrderedJSON.parse("{\"b\":1,\"a\":[true,null,\"x\\\"\"]}")?.keys, ["b", "a"])
+    }
+}
