@@ -92,7 +92,7 @@ public func directoryEntries(_ path: String, limit: Int) throws(FileReadError) -
 
 /// At most `limit` characters of `bytes` for an error message: printable ASCII as is, anything
 /// else as \xNN, and "..." when cut. A malformed file never floods a log.
-public func excerpt<Bytes: Collection>(_ bytes: Bytes, limit: Int = 80) -> String where Bytes.Element == UInt8 {
+public func excerpt<Bytes: Collection>(_ bytes: Bytes, limit: Int = 40) -> String where Bytes.Element == UInt8 {
     var text = ""
     for byte in bytes.prefix(limit) {
         if byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\\") {

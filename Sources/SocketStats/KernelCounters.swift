@@ -1,8 +1,5 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import Posix
 
 /// Named numbers the kernel keeps about its network stack, in the order they were read.
 /// Names follow node_exporter's: `TcpExt_ListenOverflows`, `Udp_NoPorts`, `TCP_orphan`.
@@ -68,7 +65,7 @@ public enum SNMPCounters {
                 guard keep?.contains(key) ?? true else { continue }
                 let digits = String(decoding: value, as: UTF8.self)
                 guard let number = Int64(digits) else {
-                    throw KernelTableError(path: "", reason: "line \(pair + 2): \(String(decoding: name, as: UTF8.self)) is \"\(digits)\", not a number")
+                    throw KernelTableError(path: "", reason: "line \(pair + 2): \(excerpt(name)) is \"\(excerpt(value))\", not a number")
                 }
                 counters.values.append((key, number))
             }
@@ -90,7 +87,7 @@ public enum Sockstat {
             }
             for pair in stride(from: 1, to: words.count, by: 2) {
                 guard let number = Int64(words[pair + 1]) else {
-                    throw KernelTableError(path: "", reason: "line \(index + 1): \(words[pair]) is \"\(words[pair + 1])\", not a number")
+                    throw KernelTableError(path: "", reason: "line \(index + 1): \(excerpt(words[pair].utf8)) is \"\(excerpt(words[pair + 1].utf8))\", not a number")
                 }
                 counters.values.append((String(label.dropLast()) + "_" + words[pair], number))
             }
@@ -126,7 +123,7 @@ public enum SocketLimits {
             guard let text = try readSmallFile(path, missingIsNil: true).get() else { continue }
             let numbers = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map { Int64($0) }
             guard !numbers.isEmpty, numbers.allSatisfy({ $0 != nil }) else {
-                throw .kernelTable(KernelTableError(path: path, reason: "expected numbers, read \"\(text)\""))
+                throw .kernelTable(KernelTableError(path: path, reason: "expected numbers, read \"\(excerpt(text.utf8))\""))
             }
             let suffixes: [String] = switch numbers.count {
             case 1: [""]
@@ -175,26 +172,12 @@ public enum KernelTables {
 /// Reads a /proc or /proc/sys file whole (they are small and generated at open); nil when it
 /// does not exist and `missingIsNil`.
 func readSmallFile(_ path: String, missingIsNil: Bool) -> Result<String?, CollectorError> {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 {
-        let error = errno
-        if missingIsNil && error == ENOENT { return .success(nil) }
-        return .failure(.kernelTable(KernelTableError(path: path, reason: describeErrno(error))))
+    // Regular files only, 1 MiB at most (/proc/net/netstat is about 4 KiB): a FIFO or device
+    // under --proc-root must neither block nor flood.
+    do {
+        return .success(String(decoding: try readRegularFile(path, limit: 1 << 20), as: UTF8.self))
+    } catch {
+        if missingIsNil && error.errnoCode == ENOENT { return .success(nil) }
+        return .failure(.kernelTable(KernelTableError(path: path, reason: error.errnoCode.map(describeErrno) ?? "\(error)")))
     }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-    var interruptions = 0
-    // /proc/net/netstat is about 4 KiB; 1 MiB means something is wrong.
-    while bytes.count < 1 << 20 {
-        let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        if count < 0 {
-            interruptions += 1
-            if errno == EINTR && interruptions < 100 { continue }
-            return .failure(.kernelTable(KernelTableError(path: path, reason: describeErrno(errno))))
-        }
-        if count == 0 { break }
-        bytes += chunk[0..<count]
-    }
-    return .success(String(decoding: bytes, as: UTF8.self))
 }

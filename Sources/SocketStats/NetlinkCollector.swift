@@ -1,9 +1,6 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import CSockDiag
+import Posix
 
 /// Counts sockets through NETLINK_SOCK_DIAG, as `ss` does: one SOCK_DIAG_BY_FAMILY dump per
 /// (AF_INET, AF_INET6) x (TCP, UDP), every state, no extensions, read into one reused buffer.
@@ -109,7 +106,7 @@ struct NetlinkSocket: ~Copyable {
     deinit { close(fd) }
 
     /// Throws the errno of a failed send.
-    func sendDumpRequest(family: Int32, transport: TransportProtocol, states: UInt32, sequence: UInt32) throws(Errno) {
+    func sendDumpRequest(family: Int32, transport: TransportProtocol, states: UInt32, sequence: UInt32) throws(SystemCallError) {
         var request = csd_dump_request()
         request.header.nlmsg_len = UInt32(MemoryLayout<csd_dump_request>.size)
         request.header.nlmsg_type = UInt16(SOCK_DIAG_BY_FAMILY)
@@ -128,19 +125,15 @@ struct NetlinkSocket: ~Copyable {
                 }
             }
         }
-        if sent < 0 { throw Errno(code: errno) }
+        if sent < 0 { throw SystemCallError("sendto", "NETLINK_SOCK_DIAG", code: errno) }
     }
 
     /// One datagram; throws the errno of a failed receive, EMSGSIZE for one larger than `buffer`.
-    func receive(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
-        for _ in 0..<100 {
-            let received = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC))
-            if received >= 0 {
-                if received > buffer.count { throw Errno(code: EMSGSIZE) }
-                return received
-            }
-            if errno != EINTR { throw Errno(code: errno) }
+    func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> Int {
+        let received = try retryingInterrupts("recv", "NETLINK_SOCK_DIAG") {
+            recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC))
         }
-        throw Errno(code: EINTR)
+        if received > buffer.count { throw SystemCallError("recv", "NETLINK_SOCK_DIAG", code: EMSGSIZE) }
+        return received
     }
 }

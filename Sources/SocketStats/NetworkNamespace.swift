@@ -1,8 +1,5 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import Posix
 import CSockDiag
 
 /// A network namespace to collect in: a name as `ip netns add` makes (/run/netns/NAME) or a

@@ -1,8 +1,5 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import Posix
 
 /// Counts sockets from the /proc/net socket tables, for kernels or sandboxes that refuse
 /// netlink. Slower than netlink (the kernel formats every socket as text) but the same counts.
@@ -27,11 +24,13 @@ public enum ProcNetCollector {
             : [("tcp", .tcp, false, .all), ("tcp6", .tcp, true, .all), ("udp", .udp, false, .all), ("udp6", .udp, true, .all)]
         for table in tables {
             let path = directory + "/" + table.name
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            if fd < 0 {
-                let error = errno
-                if error == ENOENT && table.isIPv6 { continue }
-                throw .procUnreadable(path: path, reason: describeErrno(error))
+            // A regular file only: a FIFO or device planted under --proc-root could block forever.
+            let fd: Int32
+            do {
+                fd = try openRegularFile(path)
+            } catch {
+                if error.errnoCode == ENOENT && table.isIPv6 { continue }
+                throw .procUnreadable(path: path, reason: error.errnoCode.map(describeErrno) ?? "\(error)")
             }
             defer { close(fd) }
             var parser = ProcNetParser(transport: table.transport, isIPv6: table.isIPv6, selection: table.selection)
@@ -43,16 +42,14 @@ public enum ProcNetCollector {
         _ fd: Int32, path: String, with parser: inout ProcNetParser,
         buffer: UnsafeMutableRawBufferPointer, into visitor: inout Visitor
     ) throws(CollectorError) {
-        var interruptions = 0
         while !parser.isFinished {
-            let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if count == 0 { break }
-            if count < 0 {
-                let error = errno
-                interruptions += 1
-                if error == EINTR && interruptions < 100 { continue }
-                throw .procUnreadable(path: path, reason: describeErrno(error))
+            let count: Int
+            do {
+                count = try retryingInterrupts("read", path) { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+            } catch {
+                throw .procUnreadable(path: path, reason: describeErrno(error.code))
             }
+            if count == 0 { break }
             do {
                 try parser.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), into: &visitor)
             } catch {

@@ -1,3 +1,5 @@
+import ByteCoding
+
 /// Why a /proc/net/{tcp,tcp6,udp,udp6} table could not be read.
 public struct ProcNetParseError: Error, Equatable, Sendable, CustomStringConvertible {
     /// 1-based line number in the file.
@@ -167,20 +169,10 @@ public struct ProcNetParser: ~Copyable {
         guard !digits.isEmpty, digits.count <= maxDigits else { return nil }
         var value: UInt32 = 0
         for byte in digits {
-            guard let digit = hexDigit(byte) else { return nil }
+            guard let digit = hexDigitValue(byte) else { return nil }
             value = value << 4 | UInt32(digit)
         }
         return value
-    }
-
-    @inline(__always)
-    static func hexDigit(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte &- UInt8(ascii: "0")
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte &- UInt8(ascii: "A") &+ 10
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte &- UInt8(ascii: "a") &+ 10
-        default: nil
-        }
     }
 }
 

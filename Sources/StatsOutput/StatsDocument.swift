@@ -1,3 +1,4 @@
+import ByteCoding
 import SocketStats
 
 /// The `stats` output. The JSON is the contract that the Zabbix templates' JSONPath
@@ -19,10 +20,10 @@ public enum StatsDocument {
         if let ports = snapshot.ports {
             let listeners = ports.listeners
             out += ",\"listen_discovery\":["
-            out += listeners.map { "{\"{#PORT}\":\"\($0.port)\",\"{#ADDRESSES}\":\(quoted(addresses($0)))}" }.joined(separator: ",")
+            out += listeners.map { "{\"{#PORT}\":\"\($0.port)\",\"{#ADDRESSES}\":\(jsonString(addresses($0)))}" }.joined(separator: ",")
             out += "],\"listen\":{"
             out += listeners.map { listener in
-                "\"\(listener.port)\":{\"addresses\":\(quoted(addresses(listener))),\"listeners\":\(listener.sockets)"
+                "\"\(listener.port)\":{\"addresses\":\(jsonString(addresses(listener))),\"listeners\":\(listener.sockets)"
                     + ",\"accept_queue\":\(listener.acceptQueue),\"backlog\":\(listener.backlog)"
                     + ",\"accept_queue_pct\":\(percent(listener.acceptQueue, of: listener.backlog)),"
                     + stateObject(listener.inbound).dropFirst()
@@ -34,7 +35,7 @@ public enum StatsDocument {
             out += "},\"ephemeral\":{"
             out += "\"range_size\":\(ports.ephemeralRangeSize)"
             if let busiest = ports.busiestEphemeral {
-                out += ",\"busiest_sockets\":\(busiest.sockets),\"busiest_remote\":\(quoted(endpoint(busiest)))"
+                out += ",\"busiest_sockets\":\(busiest.sockets),\"busiest_remote\":\(jsonString(endpoint(busiest)))"
                 out += ",\"pressure_pct\":\(percent(busiest.sockets, of: UInt64(ports.ephemeralRangeSize)))"
             } else {
                 out += ",\"busiest_sockets\":0,\"busiest_remote\":\"\",\"pressure_pct\":0"
@@ -101,10 +102,6 @@ public enum StatsDocument {
     }
 
     /// A JSON string; the texts here are addresses, so only quotes and backslashes need escaping.
-    private static func quoted(_ text: String) -> String {
-        "\"" + text.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
-    }
-
     private static func row(_ label: String, _ values: [String]) -> String {
         label.padding(12) + values.map { $0.leftPadding(10) }.joined() + "\n"
     }
@@ -117,11 +114,5 @@ extension String {
 
     fileprivate func leftPadding(_ width: Int) -> String {
         count >= width ? self : String(repeating: " ", count: width - count) + self
-    }
-
-    fileprivate func replacingAll(_ target: Character, with replacement: String) -> String {
-        var out = ""
-        for character in self { if character == target { out += replacement } else { out.append(character) } }
-        return out
     }
 }

@@ -173,6 +173,38 @@ final class HostileRunIntegrationTests: NamespaceTestCase {
         }
     }
 
+    func testProcRootRefusesFIFOsAndQuotesOnlyAnExcerptOfBadFiles() throws {
+        let binary = try statsBinary()
+        let root = try makeScratchDirectory()
+        let net = root.appendingPathComponent("net")
+        try FileManager.default.createDirectory(at: net, withIntermediateDirectories: true)
+        let fixtures = NamespaceTestCase.repositoryRoot.appendingPathComponent("Tests/SocketStatsTests/Fixtures/mixed")
+        for table in ["tcp6", "udp", "udp6"] {
+            try FileManager.default.copyItem(at: fixtures.appendingPathComponent(table), to: net.appendingPathComponent(table))
+        }
+        // A FIFO nobody writes to: reading it would block forever.
+        XCTAssertEqual(mkfifo(net.appendingPathComponent("tcp").path, 0o600), 0)
+        let started = Date()
+        let fifo = try Tool.run([binary, "stats", "--proc-root", root.path, "--sections", "counts"], timeout: 10)
+        XCTAssertEqual(fifo.status, 1, fifo.stderr)
+        XCTAssertTrue(fifo.stderr.contains("is not a regular file"), fifo.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+
+        // A 2 MB binary file where a one-number /proc/sys file belongs: a short, escaped excerpt.
+        try FileManager.default.removeItem(at: net.appendingPathComponent("tcp"))
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("tcp"), to: net.appendingPathComponent("tcp"))
+        let sys = root.appendingPathComponent("sys/net/core")
+        try FileManager.default.createDirectory(at: sys, withIntermediateDirectories: true)
+        var garbage = Data((0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 131) })
+        garbage[0] = UInt8(ascii: "x")
+        try garbage.prefix(900_000).write(to: sys.appendingPathComponent("somaxconn"))
+        let bad = try Tool.run([binary, "stats", "--proc-root", root.path, "--sections", "counts,ports"], timeout: 10)
+        XCTAssertEqual(bad.status, 1, String(bad.stderr.prefix(500)))
+        XCTAssertTrue(bad.stderr.contains("somaxconn"), String(bad.stderr.prefix(500)))
+        XCTAssertLessThan(bad.stderr.utf8.count, 400, "an excerpt, not the file")
+        XCTAssertTrue(bad.stderr.contains("\\x"), "non-printable bytes escaped: \(bad.stderr.prefix(300))")
+    }
+
     // MARK: - Host names
 
     func testHostNamesAreValidatedAndNeverDuplicated() throws {
