@@ -10,12 +10,7 @@ public struct PSKServerTLS: Sendable {
 
     public init(psk: PreSharedKey) throws {
         if let problem = ZabbixSenderClient.pskProblem(psk) { throw PSKServerTLSError(reason: problem) }
-        var configuration = TLSConfiguration.makePreSharedKeyConfiguration()
-        configuration.minimumTLSVersion = .tlsv12
-        configuration.maximumTLSVersion = .tlsv12
-        configuration.cipherSuites = ZabbixSenderClient.pskCipherSuites
-        configuration.certificateVerification = .none
-        configuration.renegotiationSupport = .none
+        var configuration = ZabbixSenderClient.pskTLSConfiguration()
         let identity = psk.identity
         let key = NIOSSLSecureBytes(psk.key)
         // Another identity fails the handshake, as zabbix_agentd refuses it.

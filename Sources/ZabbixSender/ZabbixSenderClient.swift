@@ -90,6 +90,19 @@ public struct ZabbixSenderClient: Sendable {
     /// BoringSSL's `PSK_MAX_IDENTITY_LEN`, below Zabbix's 512 bytes.
     public static let maximumPSKIdentityBytes = 128
 
+    /// TLS as Zabbix speaks it with a pre-shared key, for either side: TLS 1.2 only, the PSK
+    /// suites both BoringSSL and Debian's GnuTLS-built Zabbix have, no certificates, no
+    /// renegotiation. The caller adds its side's PSK provider.
+    public static func pskTLSConfiguration() -> TLSConfiguration {
+        var configuration = TLSConfiguration.makePreSharedKeyConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.maximumTLSVersion = .tlsv12
+        configuration.cipherSuites = pskCipherSuites
+        configuration.certificateVerification = .none
+        configuration.renegotiationSupport = .none
+        return configuration
+    }
+
     /// Why this build cannot use `psk` although Zabbix takes it, or nil.
     public static func pskProblem(_ psk: PreSharedKey) -> String? {
         let identityBytes = psk.identity.utf8.count
@@ -271,12 +284,7 @@ private struct PSKClientTLS: Sendable {
             context = .failure(.tlsUnavailable(reason: problem))
             return
         }
-        var configuration = TLSConfiguration.makePreSharedKeyConfiguration()
-        configuration.minimumTLSVersion = .tlsv12
-        configuration.maximumTLSVersion = .tlsv12
-        configuration.cipherSuites = ZabbixSenderClient.pskCipherSuites
-        configuration.certificateVerification = .none
-        configuration.renegotiationSupport = .none
+        var configuration = ZabbixSenderClient.pskTLSConfiguration()
         let identity = psk.identity
         let key = NIOSSLSecureBytes(psk.key)
         // The server's hint, if any, is ignored: Zabbix sends none and the identity is configured.

@@ -100,13 +100,7 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "zabbix-sockets")
+        let logger = startLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
         let extra = try extraTargets()
         let options = try collection.options()
         let schedule = PushSchedule(intervalNanoseconds: Int64((interval * 1e9).rounded()))

@@ -93,13 +93,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "zabbix-sockets")
+        let logger = startLogging(level: Logger.Level(rawValue: logLevel) ?? .info)
         let settings: ServeSettings
         let tls: PSKServerTLS?
         do {

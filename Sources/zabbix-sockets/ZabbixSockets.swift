@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 
 import Glibc
 
@@ -32,6 +33,16 @@ struct ZabbixSockets: AsyncParsableCommand {
             exit(withError: error)
         }
     }
+}
+
+/// Log lines to stderr at `level` and above, for the long-running commands.
+func startLogging(level: Logger.Level) -> Logger {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+    return Logger(label: "zabbix-sockets")
 }
 
 /// Prints `zabbix-sockets: error: <message>` on stderr and exits 1: the first words an admin
