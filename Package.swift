@@ -105,7 +105,7 @@ let package = Package(
         .executableTarget(name: "sockdiag-floor"),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "SocketStatsTests", dependencies: ["SocketStats"], exclude: ["Fixtures"]),
+        .testTarget(name: "SocketStatsTests", dependencies: ["SocketStats", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "StatsOutputTests", dependencies: ["StatsOutput", "SocketStats"]),
         .testTarget(name: "ZabbixProtocolTests", dependencies: ["ZabbixProtocol", "CZlib", "TestSupport"]),
         .testTarget(name: "ZabbixConfigTests", dependencies: ["ZabbixConfig", "ZabbixProtocol", "TestSupport"]),

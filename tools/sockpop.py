@@ -39,6 +39,19 @@ What each option makes (FAM is 4 = 127.0.0.1 or 6 = ::1; IPv6 sockets are IPV6_V
 Helper listeners also count as LISTEN and are included in READY: one per family that has any
 established/time-wait/close-wait sockets, and one per family with syn-recv.
 
+UNIX sockets (in the namespace's own table; a filesystem path is created, and removed at the end):
+  --unix-listen TYPE:NAME:BACKLOG[:WAITING[:ACCEPTED]]  a listener (TYPE stream or seqpacket;
+                       NAME a path or @abstract), WAITING clients connected and never accepted
+                       (non-blocking: the ones past the full queue fail and are closed), ACCEPTED
+                       connections accepted (2 sockets each). Repeatable.
+  --unix-pairs TYPE:N  N socketpair()s of TYPE stream, seqpacket or dgram (2N unnamed sockets).
+  --unix-dgram N       N unbound, unconnected datagram sockets (ss: UNCONN).
+  --unix-bulk N        (benchmarks) N more unnamed stream sockets as socketpairs, held by worker
+                       processes of at most 19,000 descriptors each.
+READY then also holds "unix": per type (stream, seqpacket, dgram) the count per state, and
+"unix_listen": per NAME {"accept_queue", "backlog", "connections"} as the kernel reported them
+(ss -xl's Recv-Q and Send-Q; the accepted ends).
+
 --bulk N (benchmarks; excludes the options above): N sockets in total, about --bulk-time-wait
 fraction (default 0.1) TIME_WAIT on IPv4, the rest ESTABLISHED pairs alternating IPv4/IPv6 per
 worker, each worker with its own listener, plus a listener per 10,000 TIME_WAIT; one extra idle
@@ -620,11 +633,169 @@ def on_signal(signum, frame):
     raise Stop(signal.Signals(signum).name)
 
 
+UNIX_TYPES = {"stream": socket.SOCK_STREAM, "seqpacket": socket.SOCK_SEQPACKET, "dgram": socket.SOCK_DGRAM}
+UNIX_FDS_PER_WORKER = 19000
+
+
+def unix_address(name):
+    return "\0" + name[1:] if name.startswith("@") else name
+
+
+class UnixPopulation:
+    """The UNIX sockets asked for; held by this process (and bulk workers) until cleanup."""
+
+    def __init__(self, args):
+        self.args = args
+        self.sockets = []
+        self.paths = []
+        self.bulk_pids = []
+        self.bulk_pipes = []
+
+    def wanted(self):
+        a = self.args
+        return bool(a.unix_listen or a.unix_pairs or a.unix_dgram or a.unix_bulk)
+
+    def build(self):
+        a = self.args
+        want = {t: {} for t in UNIX_TYPES}
+        listen = {}
+
+        def add(kind, state, n=1):
+            want[kind][state] = want[kind].get(state, 0) + n
+
+        for spec in a.unix_listen:
+            parts = spec.split(":")
+            if len(parts) < 3 or parts[0] not in ("stream", "seqpacket"):
+                raise Fail("--unix-listen %r: expected TYPE:NAME:BACKLOG[:WAITING[:ACCEPTED]]" % spec)
+            kind, name, backlog = parts[0], parts[1], int(parts[2])
+            waiting = int(parts[3]) if len(parts) > 3 else 0
+            accepted = int(parts[4]) if len(parts) > 4 else 0
+            server = socket.socket(socket.AF_UNIX, UNIX_TYPES[kind])
+            if not name.startswith("@"):
+                if os.path.exists(name):
+                    raise Fail("--unix-listen: %s exists already" % name)
+                self.paths.append(name)
+            server.bind(unix_address(name))
+            server.listen(backlog)
+            self.sockets.append(server)
+            add(kind, "listen")
+            for _ in range(accepted):
+                client = socket.socket(socket.AF_UNIX, UNIX_TYPES[kind])
+                client.connect(unix_address(name))
+                served, _ = server.accept()
+                self.sockets += [client, served]
+                add(kind, "established", 2)
+            queued = 0
+            for _ in range(waiting):
+                client = socket.socket(socket.AF_UNIX, UNIX_TYPES[kind])
+                client.setblocking(False)
+                try:
+                    client.connect(unix_address(name))
+                except BlockingIOError:
+                    client.close()  # the queue is full: the kernel refused this one
+                    continue
+                self.sockets.append(client)
+                queued += 1
+                add(kind, "established")
+            listen[name] = {"accept_queue": queued, "backlog": backlog, "connections": accepted}
+        for spec in a.unix_pairs:
+            kind, _, n = spec.partition(":")
+            if kind not in UNIX_TYPES or not n.isdigit():
+                raise Fail("--unix-pairs %r: expected TYPE:N" % spec)
+            for _ in range(int(n)):
+                self.sockets += socket.socketpair(socket.AF_UNIX, UNIX_TYPES[kind])
+            add(kind, "established", 2 * int(n))
+        for _ in range(a.unix_dgram):
+            self.sockets.append(socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
+        if a.unix_dgram:
+            add("dgram", "unconn", a.unix_dgram)
+        if a.unix_bulk:
+            self.build_bulk(a.unix_bulk)
+            add("stream", "established", a.unix_bulk - a.unix_bulk % 2)
+        for kind in want:
+            want[kind]["total"] = sum(want[kind].values())
+        return want, listen
+
+    def build_bulk(self, n):
+        pairs = n // 2
+        per_worker = UNIX_FDS_PER_WORKER // 2
+        while pairs > 0:
+            share = min(pairs, per_worker)
+            pairs -= share
+            ready_r, ready_w = os.pipe()
+            hold_r, hold_w = os.pipe()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                os.close(ready_r)
+                os.close(hold_w)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (2 * share + 64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+                held = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(share)]
+                os.write(ready_w, b"1")
+                select.select([hold_r], [], [], self.args.max_hold + 60)
+                os._exit(0 if held else 1)
+            os.close(ready_w)
+            os.close(hold_r)
+            self.bulk_pids.append(pid)
+            self.bulk_pipes.append(hold_w)
+            r, _, _ = select.select([ready_r], [], [], 60 + share / 1000.0)
+            ok = r and os.read(ready_r, 1) == b"1"
+            os.close(ready_r)
+            if not ok:
+                raise Fail("a --unix-bulk worker did not build its %d pairs" % share)
+
+    def cleanup(self):
+        for s in self.sockets:
+            s.close()
+        self.sockets = []
+        for fd in self.bulk_pipes:
+            os.close(fd)  # end-of-file: the worker exits
+        for pid in self.bulk_pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        self.bulk_pipes, self.bulk_pids = [], []
+        for path in self.paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.paths = []
+
+
+def unix_kernel_view(names):
+    """`ss -xa` and `ss -xl` as this namespace's kernel shows them: per type and state, and the
+    queue and backlog of the listeners in `names` (written here independently of zabbix-sockets)."""
+    netids = {"u_str": "stream", "u_seq": "seqpacket", "u_dgr": "dgram"}
+    states = {"ESTAB": "established", "LISTEN": "listen", "UNCONN": "unconn", "SYN-SENT": "syn_sent"}
+    out = subprocess.run(["ss", "-Hxa"], capture_output=True, text=True, timeout=60, check=True).stdout
+    got = {t: {} for t in UNIX_TYPES}
+    listen = {}
+    for line in out.splitlines():
+        f = line.split()
+        kind, state = netids.get(f[0], f[0]), states.get(f[1], f[1])
+        got.setdefault(kind, {})
+        got[kind][state] = got[kind].get(state, 0) + 1
+        if f[4] in names:
+            entry = listen.setdefault(f[4], {"accept_queue": 0, "backlog": 0, "connections": 0})
+            if state == "listen":
+                entry["accept_queue"] += int(f[2])
+                entry["backlog"] += int(f[3])
+            else:
+                entry["connections"] += 1
+    for kind in got:
+        got[kind]["total"] = sum(got[kind].values())
+    return got, listen
+
+
 class Controller:
     def __init__(self, args):
         self.args = args
         self.ns = Namespace()
         self.workers = []  # dicts: pid, ctrl (write fd), res (read fd), buf
+        self.unix = UnixPopulation(args)
 
     def spawn(self, spec):
         ctrl_r, ctrl_w = os.pipe()
@@ -717,6 +888,19 @@ class Controller:
                 raise Fail("population not reached after %.0f s: %s" % (a.settle_timeout, "; ".join(diff)))
             time.sleep(0.05)
 
+        if self.unix.wanted():
+            want_unix, listen = self.unix.build()
+            deadline = time.monotonic() + a.settle_timeout
+            while True:
+                got_unix, got_listen = unix_kernel_view(set(listen))
+                if got_unix == want_unix and got_listen == listen:
+                    break
+                if time.monotonic() > deadline:
+                    raise Fail("UNIX population not reached: want %s %s, kernel has %s %s"
+                               % (want_unix, listen, got_unix, got_listen))
+                time.sleep(0.05)
+            want["unix"], want["unix_listen"] = want_unix, listen
+
         now = time.monotonic()
         steady = None
         if tw_total:
@@ -779,6 +963,7 @@ class Controller:
             except OSError:
                 pass
         self.workers = []
+        self.unix.cleanup()
         self.ns.restore()
 
 
@@ -803,6 +988,10 @@ def parse_args(argv):
         for fam in (4, 6):
             p.add_argument("--%s%d" % (name, fam), type=int, default=0, metavar="N",
                            help="%s on %s" % (help_, FAMILIES[fam][1]))
+    p.add_argument("--unix-listen", action="append", default=[], metavar="TYPE:NAME:BACKLOG[:WAITING[:ACCEPTED]]")
+    p.add_argument("--unix-pairs", action="append", default=[], metavar="TYPE:N")
+    p.add_argument("--unix-dgram", type=int, default=0, metavar="N")
+    p.add_argument("--unix-bulk", type=int, default=0, metavar="N")
     p.add_argument("--bulk", type=int, default=0, metavar="N",
                    help="benchmark population of exactly N sockets (ESTABLISHED pairs + TIME_WAIT)")
     p.add_argument("--bulk-time-wait-fraction", type=float, default=0.1, metavar="F")

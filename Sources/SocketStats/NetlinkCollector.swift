@@ -56,8 +56,28 @@ public enum NetlinkCollector {
         family: Int32, transport: TransportProtocol, states: UInt32, sequence: UInt32,
         socket: borrowing NetlinkSocket, buffer: UnsafeMutableRawBufferPointer, into visitor: inout Visitor
     ) throws(CollectorError) -> Bool {
+        var request = csd_dump_request()
+        request.request.sdiag_family = UInt8(family)
+        request.request.sdiag_protocol = UInt8(transport == .tcp ? IPPROTO_TCP : IPPROTO_UDP)
+        request.request.idiag_states = states
+        // IPv6 disabled or its diag handler absent: no IPv6 sockets, not an error.
+        return try dump(request: &request, sequence: sequence, socket: socket, buffer: buffer, absentMeansEmpty: family == AF_INET6) {
+            datagram throws(NetlinkError) in
+            try NetlinkDumpParser.parse(datagram, sequence: sequence, transport: transport, into: &visitor)
+        }
+    }
+
+    /// Sends one dump request (a csd_*_request whose header this fills) and hands every reply
+    /// datagram to `parse` until NLMSG_DONE; returns whether the kernel flagged the dump as
+    /// interrupted. With `absentMeansEmpty`, ENOENT or EAFNOSUPPORT (no such family or diag
+    /// handler here) is an empty dump rather than an error.
+    static func dump<Request>(
+        request: inout Request, sequence: UInt32, socket: borrowing NetlinkSocket, buffer: UnsafeMutableRawBufferPointer,
+        absentMeansEmpty: Bool,
+        parse: (UnsafeRawBufferPointer) throws(NetlinkError) -> NetlinkDumpParser.Outcome
+    ) throws(CollectorError) -> Bool {
         do {
-            try socket.sendDumpRequest(family: family, transport: transport, states: states, sequence: sequence)
+            try socket.sendDumpRequest(&request, sequence: sequence)
         } catch let error {
             throw .netlinkRefused(reason: "sending the sock_diag request: \(describeErrno(error.code))", errno: error.code)
         }
@@ -71,11 +91,10 @@ public enum NetlinkCollector {
             }
             let datagram = UnsafeRawBufferPointer(rebasing: buffer[0..<received])
             do {
-                let outcome = try NetlinkDumpParser.parse(datagram, sequence: sequence, transport: transport, into: &visitor)
+                let outcome = try parse(datagram)
                 interrupted = interrupted || outcome.interrupted
                 if outcome.done { return interrupted }
-            } catch .kernel(let errno) where family == AF_INET6 && (errno == ENOENT || errno == EAFNOSUPPORT) {
-                // IPv6 disabled or its diag handler absent: no IPv6 sockets, not an error.
+            } catch .kernel(let errno) where absentMeansEmpty && (errno == ENOENT || errno == EAFNOSUPPORT) {
                 return interrupted
             } catch .kernel(let errno) {
                 throw .netlinkRefused(reason: NetlinkError.kernel(errno: errno).description, errno: errno)
@@ -105,23 +124,23 @@ struct NetlinkSocket: ~Copyable {
 
     deinit { close(fd) }
 
-    /// Throws the errno of a failed send.
-    func sendDumpRequest(family: Int32, transport: TransportProtocol, states: UInt32, sequence: UInt32) throws(SystemCallError) {
-        var request = csd_dump_request()
-        request.header.nlmsg_len = UInt32(MemoryLayout<csd_dump_request>.size)
-        request.header.nlmsg_type = UInt16(SOCK_DIAG_BY_FAMILY)
-        request.header.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
-        request.header.nlmsg_seq = sequence
-        request.request.sdiag_family = UInt8(family)
-        request.request.sdiag_protocol = UInt8(transport == .tcp ? IPPROTO_TCP : IPPROTO_UDP)
-        request.request.idiag_states = states
-
+    /// Sends a dump request: `request` is a csd_*_request (a netlink header, then a family's
+    /// request); this fills the header. Throws the errno of a failed send.
+    func sendDumpRequest<Request>(_ request: inout Request, sequence: UInt32) throws(SystemCallError) {
+        let size = MemoryLayout<Request>.size
+        withUnsafeMutableBytes(of: &request) { bytes in
+            let header = bytes.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
+            header.pointee.nlmsg_len = UInt32(size)
+            header.pointee.nlmsg_type = UInt16(SOCK_DIAG_BY_FAMILY)
+            header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
+            header.pointee.nlmsg_seq = sequence
+        }
         var kernel = sockaddr_nl()
         kernel.nl_family = sa_family_t(AF_NETLINK)
         let sent = withUnsafePointer(to: &request) { requestPointer in
             withUnsafePointer(to: &kernel) { address in
                 address.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, requestPointer, MemoryLayout<csd_dump_request>.size, 0, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
+                    sendto(fd, requestPointer, size, 0, $0, socklen_t(MemoryLayout<sockaddr_nl>.size))
                 }
             }
         }

@@ -47,6 +47,21 @@ public enum NetlinkDumpParser {
         transport: TransportProtocol,
         into visitor: inout Visitor
     ) throws(NetlinkError) -> Outcome {
+        try forEachSocketMessage(in: datagram, sequence: sequence, bodyName: "inet_diag_msg", minimumBody: inetDiagMsgSize) {
+            (body, _) throws(NetlinkError) in
+            visitor.visit(record(at: body, in: datagram, transport: transport))
+        }
+    }
+
+    /// Walks the netlink messages of one sock_diag dump datagram, whatever the family: calls
+    /// `visit` with the offset and length of each socket message's body (at least
+    /// `minimumBody` bytes, the family's fixed struct), and reports NLMSG_DONE, NLMSG_ERROR
+    /// and NLM_F_DUMP_INTR. Messages of another sequence number are skipped.
+    @inline(__always)
+    static func forEachSocketMessage(
+        in datagram: UnsafeRawBufferPointer, sequence: UInt32, bodyName: StaticString, minimumBody: Int,
+        _ visit: (_ body: Int, _ bodyLength: Int) throws(NetlinkError) -> Void
+    ) throws(NetlinkError) -> Outcome {
         var outcome = Outcome(done: false, interrupted: false)
         var offset = 0
         let end = datagram.count
@@ -66,10 +81,10 @@ public enum NetlinkDumpParser {
 
             switch Int32(type) {
             case Int32(SOCK_DIAG_BY_FAMILY):
-                guard length >= headerSize + inetDiagMsgSize else {
-                    throw .truncated(offset: offset, reason: "inet_diag_msg needs \(inetDiagMsgSize) bytes, message has \(length - headerSize)")
+                guard length >= headerSize + minimumBody else {
+                    throw .truncated(offset: offset, reason: "\(bodyName) needs \(minimumBody) bytes, message has \(length - headerSize)")
                 }
-                visitor.visit(record(at: offset + headerSize, in: datagram, transport: transport))
+                try visit(offset + headerSize, length - headerSize)
             case NLMSG_DONE:
                 outcome.done = true
                 return outcome

@@ -6,12 +6,15 @@ public struct Snapshot: Sendable {
     public var ports: PortBreakdown?
     /// /proc/net/snmp, netstat, sockstat(6) and the limits; present when the kernel section was asked for.
     public var kernel: KernelCounters?
+    /// UNIX sockets per type and state, and per listening path; present when the unix section was asked for.
+    public var unix: UnixBreakdown?
 
-    public init(source: Source, counts: SocketCounts, ports: PortBreakdown? = nil, kernel: KernelCounters? = nil) {
+    public init(source: Source, counts: SocketCounts, ports: PortBreakdown? = nil, kernel: KernelCounters? = nil, unix: UnixBreakdown? = nil) {
         self.source = source
         self.counts = counts
         self.ports = ports
         self.kernel = kernel
+        self.unix = unix
     }
 }
 
@@ -21,10 +24,11 @@ public struct CollectionOptions: Sendable {
         case counts
         case ports
         case kernel
+        case unix
     }
 
     public var source: SourcePreference
-    /// A directory holding net/tcp... and sys/net/... instead of /proc (fixtures).
+    /// A directory holding net/tcp..., net/unix and sys/net/... instead of /proc (fixtures).
     public var procRoot: String?
     /// A network namespace name (/run/netns/NAME) or path (/proc/PID/ns/net); nil: the caller's.
     public var netns: String?
@@ -64,15 +68,17 @@ public struct CollectionOptions: Sendable {
             // sockstat's "sockets: used" until the kernel frees it, an RCU grace period after close.
             let kernel = wantsKernel
                 ? try KernelTables.read(netDirectory: netDirectory).merging(limits).merging(kernelWide) : nil
+            let unix = sections.contains(.unix)
+                ? try UnixCollector.collect(from: effectiveSource, procDirectory: netDirectory) : nil
             if wantsPorts {
                 var tally = PortTally(remotePorts: remotePorts, ephemeralRange: SocketLimits.ephemeralRange(from: limits))
                 let source = try SocketCollector.collect(into: &tally, from: effectiveSource, procDirectory: netDirectory)
                 let breakdown = tally.breakdown
-                return Snapshot(source: source, counts: breakdown.counts, ports: breakdown, kernel: kernel)
+                return Snapshot(source: source, counts: breakdown.counts, ports: breakdown, kernel: kernel, unix: unix)
             }
             var counts = SocketCounts()
             let source = try SocketCollector.collect(into: &counts, from: effectiveSource, procDirectory: netDirectory)
-            return Snapshot(source: source, counts: counts, kernel: kernel)
+            return Snapshot(source: source, counts: counts, kernel: kernel, unix: unix)
         }
         guard let netns else { return try collectHere() }
         return try NetworkNamespace(netns).run(collectHere)

@@ -45,6 +45,23 @@ public enum StatsDocument {
         if let kernel = snapshot.kernel {
             out += ",\"kernel\":{" + kernel.values.map { "\"\($0.name)\":\($0.value)" }.joined(separator: ",") + "}"
         }
+        if let unix = snapshot.unix {
+            out += ",\"unix\":{\"source\":\"\(unix.source.rawValue)\""
+            for type in unixTypes {
+                out += ",\"\(type.name)\":{" + unixStates.map { "\"\(unixStateName($0))\":\(unix[type][$0])," }.joined()
+                    + "\"total\":\(unix[type].total)}"
+            }
+            out += "},\"unix_listen_discovery\":["
+            out += unix.listeners.map { "{\"{#PATH}\":\(jsonString($0.path))}" }.joined(separator: ",")
+            out += "],\"unix_listen\":{"
+            out += unix.listeners.map { listener in
+                let figures = listener.figures
+                return "\(jsonString(listener.path)):{\"listeners\":\(figures.listeners),\"accept_queue\":\(figures.acceptQueue)"
+                    + ",\"backlog\":\(figures.backlog),\"accept_queue_pct\":\(percent(figures.acceptQueue, of: figures.backlog))"
+                    + ",\"connections\":\(figures.connections)}"
+            }.joined(separator: ",")
+            out += "}"
+        }
         return out + "}"
     }
 
@@ -80,7 +97,29 @@ public enum StatsDocument {
         if let kernel = snapshot.kernel {
             out += "\n" + kernel.values.map { "\($0.name) \($0.value)" }.joined(separator: "\n") + "\n"
         }
+        if let unix = snapshot.unix {
+            out += "\n" + row("UNIX (\(unix.source.rawValue))", unixTypes.map(\.name))
+            for state in unixStates {
+                out += row(state.ssName, unixTypes.map { String(unix[$0][state]) })
+            }
+            out += row("total", unixTypes.map { String(unix[$0].total) })
+            out += "\n" + ["listeners", "queue", "backlog", "conns"].map { $0.leftPadding(11) }.joined() + "  UNIX listening path\n"
+            for listener in unix.listeners {
+                let figures = listener.figures
+                out += [figures.listeners, figures.acceptQueue, figures.backlog, figures.connections].map { String($0).leftPadding(11) }.joined()
+                    + "  \(listener.path)\n"
+            }
+        }
         return out
+    }
+
+    /// The order of the `unix` section's types and of the states of each (the states af_unix uses).
+    private static let unixTypes: [UnixSocketType] = [.stream, .seqpacket, .dgram]
+    private static let unixStates: [TCPState] = [.established, .synSent, .listen, .close]
+
+    /// TCP_CLOSE is what `ss` shows as UNCONN for a UNIX socket.
+    private static func unixStateName(_ state: TCPState) -> String {
+        state == .close ? "unconn" : state.zabbixName
     }
 
     private static func stateObject(_ states: TCPStateCounts) -> String {

@@ -15,7 +15,7 @@ struct CollectionFlags: ParsableArguments {
     @Option(
         name: .customLong("sections"),
         help: ArgumentHelp(
-            "What to report, comma-separated: counts (per state), ports (per listening port, outbound service ports, ephemeral ports), kernel (counters and limits).",
+            "What to report, comma-separated: counts (per state), ports (per listening port, outbound service ports, ephemeral ports), kernel (counters and limits), unix (UNIX sockets per type and state, per listening path).",
             valueName: "list"
         )
     )
@@ -25,7 +25,7 @@ struct CollectionFlags: ParsableArguments {
     var remotePortList: String = CollectionOptions.defaultRemotePorts.map(String.init).joined(separator: ",")
 
     @Option(help: ArgumentHelp(
-        "Read DIR/net/tcp, tcp6, udp, udp6 and DIR/sys/net/... instead of the live files (implies --source proc).",
+        "Read DIR/net/tcp, tcp6, udp, udp6, unix and DIR/sys/net/... instead of the live files (implies --source proc).",
         valueName: "dir"
     ))
     var procRoot: String?

@@ -11,6 +11,9 @@ final class StatsDocumentTests: XCTestCase {
     static let udpKeys = ["established", "unconn", "total"]
     static let countsKeys = ["source", "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"]
     static let portsKeys = ["listen_discovery", "listen", "remote_discovery", "remote", "ephemeral"]
+    static let unixKeys = ["unix", "unix_listen_discovery", "unix_listen"]
+    static let unixStateKeys = ["established", "syn_sent", "listen", "unconn", "total"]
+    static let unixListenKeys = ["listeners", "accept_queue", "backlog", "accept_queue_pct", "connections"]
 
     let loopback = AddressWords(0x0100_007F, 0, 0, 0)  // 127.0.0.1 as the kernel stores it
     let server = AddressWords(0x0A00_000A, 0, 0, 0)  // 10.0.0.10
@@ -48,7 +51,24 @@ final class StatsDocumentTests: XCTestCase {
         ports.visit(SocketRecord(transport: .udp, isIPv6: false, state: TCPState.close.rawValue, localPort: 53))
         ports.visit(SocketRecord(transport: .udp, isIPv6: true, state: TCPState.established.rawValue, localPort: 40500))
         let kernel = KernelCounters([("Tcp_ActiveOpens", 12), ("TcpExt_ListenOverflows", 0), ("TCP_inuse", 19), ("somaxconn", 4096)])
-        return Snapshot(source: .netlink, counts: ports.breakdown.counts, ports: ports.breakdown, kernel: kernel)
+        return Snapshot(source: .netlink, counts: ports.breakdown.counts, ports: ports.breakdown, kernel: kernel, unix: unixBreakdown())
+    }
+
+    /// UNIX sockets: a full php-fpm-like queue, an abstract listener with a quote in its name, a
+    /// seqpacket listener and its accepted end, unnamed pairs and datagram sockets.
+    private func unixBreakdown() -> UnixBreakdown {
+        func name(_ text: String) -> UnixName { UnixName(Array(text.utf8))! }
+        func abstract(_ text: String) -> UnixName { UnixName([0] + Array(text.utf8))! }
+        var tally = UnixTally()
+        let listen = TCPState.listen.rawValue, established = TCPState.established.rawValue
+        tally.visit(UnixSocketRecord(type: 1, state: listen, name: name("/run/php/fpm.sock"), receiveQueue: 5, sendQueue: 4))
+        tally.visit(UnixSocketRecord(type: 1, state: listen, name: abstract("bus\"x"), receiveQueue: 0, sendQueue: 128))
+        tally.visit(UnixSocketRecord(type: 5, state: listen, name: name("/run/seq"), receiveQueue: 1, sendQueue: 3))
+        tally.visit(UnixSocketRecord(type: 5, state: established, name: name("/run/seq")))
+        for _ in 0..<4 { tally.visit(UnixSocketRecord(type: 1, state: established, name: UnixName([UInt8]())!)) }
+        tally.visit(UnixSocketRecord(type: 2, state: TCPState.close.rawValue, name: name("/dev/log")))
+        tally.visit(UnixSocketRecord(type: 2, state: established, name: UnixName([UInt8]())!))
+        return tally.breakdown(source: .netlink)
     }
 
     func testCountsSectionKeysAndOrder() throws {
@@ -75,7 +95,7 @@ final class StatsDocumentTests: XCTestCase {
 
     func testAllSectionsKeysAndOrder() throws {
         let doc = try document(busySnapshot())
-        XCTAssertEqual(doc.keys, Self.countsKeys + Self.portsKeys + ["kernel"])
+        XCTAssertEqual(doc.keys, Self.countsKeys + Self.portsKeys + ["kernel"] + Self.unixKeys)
         XCTAssertEqual(doc["source"]?.text, "netlink")
 
         let discovery = try XCTUnwrap(doc["listen_discovery"]).elements
@@ -157,6 +177,44 @@ final class StatsDocumentTests: XCTestCase {
         XCTAssertEqual(doc["kernel"]?["Udp_NoPorts"]?.uint, 7)
     }
 
+    func testUnixSectionKeysAndOrder() throws {
+        let doc = try document(busySnapshot())
+        let unix = try XCTUnwrap(doc["unix"])
+        XCTAssertEqual(unix.keys, ["source", "stream", "seqpacket", "dgram"])
+        XCTAssertEqual(unix["source"]?.text, "netlink")
+        for type in ["stream", "seqpacket", "dgram"] {
+            XCTAssertEqual(unix[type]?.keys, Self.unixStateKeys, type)
+        }
+        XCTAssertEqual(unix["stream"]?["listen"]?.uint, 2)
+        XCTAssertEqual(unix["stream"]?["established"]?.uint, 4)
+        XCTAssertEqual(unix["stream"]?["total"]?.uint, 6)
+        XCTAssertEqual(unix["seqpacket"]?["total"]?.uint, 2)
+        XCTAssertEqual(unix["dgram"]?["unconn"]?.uint, 1, "TCP_CLOSE is ss's UNCONN")
+        XCTAssertEqual(unix["dgram"]?["syn_sent"]?.uint, 0, "a state with no socket is present as 0")
+
+        let paths = ["/run/php/fpm.sock", "/run/seq", "@bus\"x"]
+        let discovery = try XCTUnwrap(doc["unix_listen_discovery"]).elements
+        XCTAssertEqual(discovery.map(\.keys), Array(repeating: ["{#PATH}"], count: 3))
+        XCTAssertEqual(discovery.map { $0["{#PATH}"]?.text }, paths, "sorted; abstract names as ss shows them; never an unnamed socket or a datagram path")
+        let listen = try XCTUnwrap(doc["unix_listen"])
+        XCTAssertEqual(listen.keys, paths)
+        for path in paths { XCTAssertEqual(listen[path]?.keys, Self.unixListenKeys, path) }
+        let fpm = try XCTUnwrap(listen["/run/php/fpm.sock"])
+        XCTAssertEqual([fpm["listeners"], fpm["accept_queue"], fpm["backlog"], fpm["accept_queue_pct"], fpm["connections"]].map { $0?.uint },
+                       [1, 5, 4, 125, 0], "a UNIX queue holds one more than its backlog: 125 %")
+        XCTAssertEqual(listen["/run/seq"]?["connections"]?.uint, 1)
+        XCTAssertEqual(listen["/run/seq"]?["accept_queue_pct"]?.uint, 33)
+    }
+
+    func testUnixSectionWithNothingToReportKeepsEveryKey() throws {
+        let doc = try document(Snapshot(source: .proc, counts: SocketCounts(), unix: UnixTally().breakdown(source: .proc)))
+        XCTAssertEqual(doc.keys, Self.countsKeys + Self.unixKeys)
+        XCTAssertEqual(doc["unix"]?["source"]?.text, "proc")
+        XCTAssertEqual(doc["unix"]?["stream"]?.keys, Self.unixStateKeys)
+        XCTAssertEqual(doc["unix_listen_discovery"], .array([]))
+        XCTAssertEqual(doc["unix_listen"], .object([]))
+    }
+
     func testTextTableNamesEveryStateAsSsDoes() {
         let text = StatsDocument.text(busySnapshot())
         for state in TCPState.allCases {
@@ -164,6 +222,8 @@ final class StatsDocumentTests: XCTestCase {
         }
         XCTAssertTrue(text.hasPrefix("source: netlink\n"))
         XCTAssertTrue(text.contains("ephemeral ports: 6 of 1000 towards 10.0.0.10:5432"))
+        XCTAssertTrue(text.contains("  /run/php/fpm.sock\n"), text)
+        XCTAssertTrue(text.contains("\nUNCONN "), text)
     }
 
     func testOrderedJSONReaderRejectsBrokenText() {

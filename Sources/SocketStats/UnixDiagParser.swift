@@ -1,0 +1,56 @@
+import CSockDiag
+
+/// Parses the datagrams of one unix_diag dump (SOCK_DIAG_BY_FAMILY for AF_UNIX, asked with
+/// UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN). Pure: bytes in, visits and an outcome out. The
+/// netlink framing (sequence, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR) is NetlinkDumpParser's.
+public enum UnixDiagParser {
+    /// struct unix_diag_msg: family, type, state, pad, inode, cookie[2].
+    static let unixDiagMsgSize = MemoryLayout<unix_diag_msg>.size
+    /// struct rtattr: length (header included), type; its payload is padded to 4 bytes.
+    static let attributeHeaderSize = 4
+    static let nameAttribute = UInt16(UNIX_DIAG_NAME)
+    static let queueAttribute = UInt16(UNIX_DIAG_RQLEN)
+
+    @inline(__always)
+    public static func parse(_ datagram: UnsafeRawBufferPointer, sequence: UInt32, into tally: inout UnixTally) throws(NetlinkError) -> NetlinkDumpParser.Outcome {
+        try NetlinkDumpParser.forEachSocketMessage(in: datagram, sequence: sequence, bodyName: "unix_diag_msg", minimumBody: unixDiagMsgSize) {
+            (body, bodyLength) throws(NetlinkError) in
+            tally.visit(try record(at: body, length: bodyLength, in: datagram))
+        }
+    }
+
+    /// Reads struct unix_diag_msg, then its attributes: UNIX_DIAG_NAME (sun_path bytes, a
+    /// leading NUL for an abstract name) and UNIX_DIAG_RQLEN (two 32-bit counts: for a
+    /// listener the accept queue and the backlog). Other attributes are skipped.
+    @inline(__always)
+    static func record(at base: Int, length: Int, in bytes: UnsafeRawBufferPointer) throws(NetlinkError) -> UnixSocketRecord {
+        var record = UnixSocketRecord(type: bytes[base + 1], state: bytes[base + 2], name: UnixName(EmptyCollection())!)
+        var offset = base + unixDiagMsgSize
+        let end = base + length
+        while end - offset >= attributeHeaderSize {
+            let attributeLength = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+            let type = bytes.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self)
+            guard attributeLength >= attributeHeaderSize, attributeLength <= end - offset else {
+                throw .truncated(offset: offset, reason: "unix_diag attribute length \(attributeLength) with \(end - offset) bytes left")
+            }
+            let payload = (offset + attributeHeaderSize)..<(offset + attributeLength)
+            switch type {
+            case nameAttribute:
+                guard let name = UnixName(UnsafeRawBufferPointer(rebasing: bytes[payload])) else {
+                    throw .truncated(offset: offset, reason: "UNIX_DIAG_NAME of \(payload.count) bytes, longer than sun_path")
+                }
+                record.name = name
+            case queueAttribute:
+                guard payload.count >= 8 else {
+                    throw .truncated(offset: offset, reason: "UNIX_DIAG_RQLEN needs 8 bytes, has \(payload.count)")
+                }
+                record.receiveQueue = bytes.loadUnaligned(fromByteOffset: payload.lowerBound, as: UInt32.self)
+                record.sendQueue = bytes.loadUnaligned(fromByteOffset: payload.lowerBound + 4, as: UInt32.self)
+            default:
+                break
+            }
+            offset += min((attributeLength + 3) & ~3, end - offset)
+        }
+        return record
+    }
+}
