@@ -380,6 +380,8 @@ final class Population {
     let err = Tool.tempFile("pop-err")
     private(set) var expected: [String: [String: Int]] = [:]
     private(set) var steadyFor: Double?
+    /// The whole READY object (its "unix" and "unix_listen" when UNIX sockets were asked for).
+    private(set) var ready: [String: Any] = [:]
     private var readyAt = Date()
     var pid: pid_t { process.processIdentifier }
 
@@ -415,6 +417,7 @@ final class Population {
         guard let doc = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
             throw Failure("READY is not a JSON object: \(json)")
         }
+        ready = doc
         for key in ["tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"] {
             guard let section = doc[key] as? [String: Any] else { throw Failure("READY lacks \(key): \(json)") }
             expected[key] = section.compactMapValues { ($0 as? NSNumber)?.intValue }

@@ -1,5 +1,6 @@
 import socket, struct, os, sys, time
-# builds a small population in the current netns, captures a unix_diag dump, /proc/net/unix and ss output
+# Made the fixtures beside it: in a fresh network namespace (ip netns exec NS python3 capture.py OUTDIR)
+# builds a small UNIX population, then captures a unix_diag dump (sequence 9), /proc/net/unix and `ss -xa`.
 out = sys.argv[1]
 d = "/tmp/cap/sockdir"; os.makedirs(d, exist_ok=True)
 keep = []
@@ -35,8 +36,7 @@ chunks = []
 while True:
     data = nl.recv(65536)
     chunks.append(data)
-    if struct.unpack_from("=H", data, len(data) - 20 + 4)[0] == 3 if len(data) >= 20 else False: break
-    # check for NLMSG_DONE anywhere
+    # the dump ends with NLMSG_DONE (type 3)
     off = 0; done = False
     while off < len(data):
         l, t = struct.unpack_from("=IH", data, off)
