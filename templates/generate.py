@@ -844,59 +844,6 @@ def limit_ratio_js(numerator, denominator):
             f"{{pct: used * 100 / limit}});")
 
 
-# ---------------------------------------------------------------------------------------------
-# Low-level discovery. Each rule is DEPENDENT on sockets.stats and reads its rows by JSONPath;
-# unchanged rows are passed on once an hour only, so discovery runs when ports come or go.
-# Prototype columns: field, name (after "Port {#PORT}: "), units, graph colour or None,
-# description. JSONPath of a prototype: `<base>["{#PORT}"].<field>`; when the port has gone from
-# the document (the service stopped) the value becomes 0, not an error, so its triggers resolve
-# and the items stay supported until the discovery lifetime removes them.
-LLD_HEARTBEAT = LIMIT_HEARTBEAT
-LLD_LIFETIME = "7d"
-
-# The listening ports that get items, as JavaScript over the master's JSON: `rows` ends up as the
-# discovery rows kept. Ports inside the host's ephemeral range are left out unless
-# {$SOCKETS.LISTEN.EPHEMERAL} is 1, then at most {$SOCKETS.LISTEN.PORT.MAX} ports, the lowest
-# first. Shared by the discovery rule and by sockets.listen.max_queue_pct, so that item sees the
-# same ports as the accept-queue triggers. (MATCHES/NOT_MATCHES stay Zabbix filters: a regex
-# macro cannot be pasted safely into a JavaScript string.)
-LISTEN_PORTS_JS = """var doc = JSON.parse(value);
-var kernel = doc.kernel || {};
-var low = kernel.ip_local_port_range_low, high = kernel.ip_local_port_range_high;
-var keepEphemeral = '{$SOCKETS.LISTEN.EPHEMERAL}' === '1';
-var most = parseInt('{$SOCKETS.LISTEN.PORT.MAX}', 10);
-var rows = (doc.listen_discovery || []).filter(function (row) {
-    var port = parseInt(row['{#PORT}'], 10);
-    return keepEphemeral || low === undefined || high === undefined || port < low || port > high;
-});
-rows.sort(function (a, b) { return parseInt(a['{#PORT}'], 10) - parseInt(b['{#PORT}'], 10); });
-if (most >= 0 && rows.length > most) {
-    rows = rows.slice(0, most);
-}
-"""
-LISTEN_DISCOVERY_JS = LISTEN_PORTS_JS + "return JSON.stringify(rows);"
-MAX_QUEUE_JS = LISTEN_PORTS_JS + """var fullest = 0;
-rows.forEach(function (row) {
-    var port = (doc.listen || {})[row['{#PORT}']];
-    if (port && port.accept_queue_pct > fullest) {
-        fullest = port.accept_queue_pct;
-    }
-});
-return fullest;"""
-MAX_QUEUE_ITEM = (
-    "sockets.listen.max_queue_pct", "Listening ports: fullest accept queue, % of backlog", "%",
-    "The highest accept queue (as a percentage of its backlog) among the listening ports that "
-    "discovery keeps. The listen queue overflow trigger uses it to stay quiet while a port's own "
-    "accept-queue trigger already names the cause.")
-
-
-def limit_ratio_js(numerator, denominator):
-    return (f"var kernel = JSON.parse(value).kernel || {{}};\n"
-            f"var used = kernel.{numerator}, limit = kernel.{denominator};\n"
-            f"if (used === undefined || !limit) {{\n"
-            f"    throw 'no {numerator} or {denominator} in the JSON';\n"
-            f"}}\n"
-            f"return used * 100 / limit;")
 
 LISTEN_PROTOTYPES = [
     ("established", "inbound ESTABLISHED", "", STATE_COLOURS["established"],
