@@ -396,6 +396,7 @@ TRIGGERS = [
     {
         "id": "listen_overflows",
         "expr": ("avg(/{T}/sockets.kernel[TcpExt_ListenOverflows],5m)>{$SOCKETS.LISTEN_OVERFLOWS.MAX}"
+                 " and last(/{T}/sockets.kernel[TcpExt_ListenOverflows])>0"
                  " and min(/{T}/sockets.listen.max_queue_pct,{$SOCKETS.ACCEPTQ.PERIOD})"
                  "<={$SOCKETS.ACCEPTQ.PCT.MAX}"),
         "name": "Sockets: listen queue overflows (over {$SOCKETS.LISTEN_OVERFLOWS.MAX}/s on average for 5m)",
@@ -414,10 +415,11 @@ TRIGGERS = [
             "counters right now.\n"
             "- Then the program on that port: saturated workers, slow back ends, a backlog too "
             "small for bursts (its listen() backlog and net.core.somaxconn).\n"
-            "This trigger stays quiet while a discovered port's accept queue has been over "
+            "This trigger fires only while overflows go on (the last collection saw some), and "
+            "stays quiet while a discovered port's accept queue has been over "
             "{$SOCKETS.ACCEPTQ.PCT.MAX}% for {$SOCKETS.ACCEPTQ.PERIOD}: that port's own trigger "
-            "names the cause. It fires for overflows no discovered port explains (bursts between "
-            "two collections, ports left out of discovery)."
+            "names the cause. So it reports overflows no discovered port explains (bursts "
+            "between two collections, ports left out of discovery)."
         ),
     },
     {
