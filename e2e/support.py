@@ -410,11 +410,14 @@ class SockPop:
 # ------------------------------------------------------------------------------------------ wire
 def zabbix_sender(host, key, value, port=None, psk=None, timeout=60):
     """The real zabbix_sender, one value; `psk` = (identity, file). Returns (processed, output)."""
-    argv = ["zabbix_sender", "-z", "127.0.0.1", "-p", str(port or Config.env["ZBX_SERVER_PORT"]),
-            "-s", host, "-k", key, "-o", value]
+    argv = ["zabbix_sender", "-z", "127.0.0.1", "-p", str(port or Config.env["ZBX_SERVER_PORT"])]
     if psk:
         argv += ["--tls-connect", "psk", "--tls-psk-identity", psk[0], "--tls-psk-file", psk[1]]
-    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    quote = lambda text: '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # through an input file on stdin: a document of a host with many ports is longer than one
+    # command-line argument may be (128 KiB)
+    r = subprocess.run(argv + ["-i", "-"], input=f"{quote(host)} {quote(key)} {quote(value)}\n",
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
     return (r.returncode == 0 and "processed: 1; failed: 0" in r.stdout), r.stdout
 
 
