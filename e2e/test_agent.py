@@ -16,7 +16,6 @@ namespace is shared with everything else on the machine, so no count of it is co
     python3 e2e/test_agent.py [--binary PATH] [--assume-up] [--down] [--keep-agent] [-k PATTERN]
 """
 import json
-import os
 import socket
 import sys
 import time
