@@ -10,10 +10,12 @@ vs. trapper). Output is deterministic: fixed export date, UUIDs derived from sta
 dict-order or locale dependence. Standard library only; the YAML is written by hand in the layout
 Zabbix 6.0 exports use ("-" on its own line, single quotes where Zabbix's dumper quotes).
 
-Tables: ITEMS (per-state counts), KERNEL_COUNTERS / KERNEL_GAUGES / KERNEL_LIMITS (the kernel
-section), EPHEMERAL_ITEMS, DISCOVERY_RULES with their *_PROTOTYPES and TRIGGER_PROTOTYPES,
-TRIGGERS (one item: exported under the item; several items: in the top-level `triggers`), MACROS,
-graphs. To add something: add a row, run this script, commit both YAMLs. UUIDs come from the
+Tables: STATE_COLOURS (one colour per state in every graph), ITEMS (per-state counts),
+KERNEL_COUNTERS / KERNEL_GAUGES / KERNEL_LIMITS (the kernel section), LIMIT_RATIOS (use of a limit
+in percent, JavaScript), EPHEMERAL_ITEMS, DISCOVERY_RULES with their *_PROTOTYPES and
+TRIGGER_PROTOTYPES, TRIGGERS (one item: exported under the item; several items: in the top-level
+`triggers`), MACROS, EXTRA_GRAPHS, DASHBOARD_ROWS. Which items are throttled follows from the
+triggers (see heartbeat()). To add something: add a row, run this script, commit both YAMLs. UUIDs come from the
 template slug, the kind of object and its key or id (template graphs: their name): renaming an
 item or trigger keeps its uuid, changing a key or id makes a new object on the next import.
 """
@@ -27,8 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Bump by hand when the templates change in a way users should notice (Zabbix shows it nowhere but
 # in the file); it is fixed so that regenerating gives identical bytes.
-EXPORT_DATE = "2025-11-26T00:00:00Z"
-TEMPLATE_VERSION = "1.1"
+EXPORT_DATE = "2026-11-29T00:00:00Z"
+TEMPLATE_VERSION = "2.0"
 
 # Stock 6.0 host group (uuid as shipped in data.sql of 6.0): reusing a stock group is only safe
 # with its stock uuid, otherwise the importer tries to create a duplicate group.
@@ -276,7 +278,7 @@ MASTER_HISTORY = "1h"
 
 # Extra graphs besides the stacked "by state" one: (name, [(key, colour), ...])
 EXTRA_GRAPHS = [
-    ("Sockets: totals", [("sockets.tcp[total]", "1A7C11"), ("sockets.udp[total]", "2774A4")]),
+    ("Sockets: totals", [("sockets.tcp[total]", "0040FF"), ("sockets.udp[total]", "00BFFF")]),
     ("Sockets: listen queue drops per second", [
         ("sockets.kernel[TcpExt_ListenOverflows]", "F63100"),
         ("sockets.kernel[TcpExt_ListenDrops]", "A54F10"),
