@@ -638,10 +638,12 @@ class DaemonTests(support.ZabbixCase):
         zbxapi.wait_until(lambda: (collected(buf) or 0) >= SOAK_WARMUP, 60, 0.2, f"{SOAK_WARMUP} cycles")
         start = {"cycles": collected(buf), "rss": rss_kib(d.pid), "fds": fd_count(d.pid),
                  "cpu": cpu_seconds(d.pid), "t": time.time()}
-        zbxapi.wait_until(lambda: (collected(buf) or 0) >= SOAK_CYCLES // 2, SOAK_CYCLES * SOAK_INTERVAL * 1.5, 0.5,
+        # bounds of 4x the nominal time: on a machine busy with other work a debug build at 50 Hz
+        # falls behind (the claim here is flat memory and descriptors, not speed)
+        zbxapi.wait_until(lambda: (collected(buf) or 0) >= SOAK_CYCLES // 2, SOAK_CYCLES * SOAK_INTERVAL * 4, 0.5,
                           f"{SOAK_CYCLES // 2} cycles")
         middle = {"cycles": collected(buf), "rss": rss_kib(d.pid), "fds": fd_count(d.pid)}
-        zbxapi.wait_until(lambda: (collected(buf) or 0) >= SOAK_CYCLES, SOAK_CYCLES * SOAK_INTERVAL * 1.5, 0.5,
+        zbxapi.wait_until(lambda: (collected(buf) or 0) >= SOAK_CYCLES, SOAK_CYCLES * SOAK_INTERVAL * 4, 0.5,
                           f"{SOAK_CYCLES} cycles")
         end = {"cycles": collected(buf), "rss": rss_kib(d.pid), "fds": fd_count(d.pid),
                "cpu": cpu_seconds(d.pid), "t": time.time()}
