@@ -578,8 +578,11 @@ class DaemonTests(support.ZabbixCase):
         time.sleep(4)                                      # 16 new collections
         self.assertEqual(d2.stop(), 0, d2.log())
         records = [r for path in segments(buf) for r in read_segment(path)[0]]
-        want = {(r["clock"], r["ns"]) for r in records}
-        new = {k for k in want if k[0] + k[1] / 1e9 > t_restart}
+        # what the daemon still holds at its stop (a busy machine may leave the newest value
+        # undelivered) stays in the buffer for the next run: not lost, not expected in history yet
+        acked = min(read_state(buf)["positions"].values())
+        want = {(r["clock"], r["ns"]) for r in records if r["sequence"] <= acked}
+        new = {(r["clock"], r["ns"]) for r in records if r["clock"] + r["ns"] / 1e9 > t_restart}
         self.assertGreaterEqual(len(new), 10)
         try:
             zbxapi.wait_until(lambda: len(self.values("corrupt", t0 - 1)) >= len(want), 15, 0.5,
@@ -660,7 +663,7 @@ class DaemonTests(support.ZabbixCase):
         self.assertNotIn("error", d.log())
         t_hist = time.time()
         rows = zbxapi.wait_until(lambda: len(v := self.values("soak", t0 - 1, with_value=False)) >= cycles and v,
-                                 60, 1, f"{cycles} values in history")
+                                 180, 1, f"{cycles} values in history")    # a busy server syncs slowly
         self.assertEqual(len(rows), cycles)
         self.assertEqual(len({(c, ns) for c, ns, _ in rows}), cycles, "no value twice")
         span = end["t"] - start["t"]
