@@ -59,6 +59,8 @@ TEMPLATE_KEYS = {MASTER_KEY, *DEPENDENT, *KERNEL_KEYS, *EPHEMERAL_KEYS, *LIMIT_K
 LISTEN_FIELDS = [r[0] for r in tplgen.LISTEN_PROTOTYPES]
 REMOTE_FIELDS = [r[0] for r in tplgen.REMOTE_PROTOTYPES]
 PORT_KEY = re.compile(r"^sockets\.(listen|remote)\[(\d+),(\w+)\]$")
+UNIX_LISTEN_FIELDS = [r[0] for r in tplgen.UNIX_LISTEN_PROTOTYPES]
+UNIX_KEY = re.compile(r'^sockets\.unix\.listen\["(.*)",(\w+)\]$')
 TEMPLATE_TRIGGERS = len(tplgen.TRIGGERS)
 MACRO_DEFAULTS = {name: value for name, (value, _d) in tplgen.MACROS.items()}
 
@@ -76,6 +78,9 @@ HEARTBEATS = _heartbeats()
 
 
 def heartbeat_of(key):
+    u = UNIX_KEY.match(key)
+    if u:
+        return HEARTBEATS[f'sockets.unix.listen["{{#PATH}}",{u.group(2)}]']
     m = PORT_KEY.match(key)
     return HEARTBEATS[f"sockets.{m.group(1)}[{{#PORT}},{m.group(3)}]" if m else key]
 
@@ -303,6 +308,10 @@ def expected_from_doc(key, doc, macros=None):
     if m:
         section, port, field = m.groups()
         return doc[section].get(port, {}).get(field, 0)
+    u = UNIX_KEY.match(key)
+    if u:
+        path, field = u.groups()
+        return doc["unix_listen"].get(path, {}).get(field, 0)
     raise KeyError(key)
 
 

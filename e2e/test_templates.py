@@ -58,11 +58,14 @@ class Templates(support.ZabbixCase):
             for it in tpl["items"]:             # 7.x converters fill in what is left out
                 self.assertIn("history", it, it["key"])
             rules = {r["key"]: r for r in tpl["discovery_rules"]}
-            self.assertEqual(set(rules), {"sockets.listen.discovery", "sockets.remote.discovery"})
+            self.assertEqual(set(rules), {"sockets.listen.discovery", "sockets.remote.discovery",
+                                          "sockets.unix.listen.discovery"})
             for r in rules.values():
                 self.assertEqual(r["lifetime"], tplgen.LLD_LIFETIME)
             self.assertEqual(len(rules["sockets.listen.discovery"]["item_prototypes"]), len(LISTEN_FIELDS))
             self.assertEqual(len(rules["sockets.remote.discovery"]["item_prototypes"]), len(REMOTE_FIELDS))
+            self.assertEqual(len(rules["sockets.unix.listen.discovery"]["item_prototypes"]),
+                             len(support.UNIX_LISTEN_FIELDS))
             self.assertEqual([t["tag"] + ":" + t["value"] for t in tpl["tags"]], ["class:os", "target:linux"])
             self.assertTrue(all(m.get("description") for m in tpl["macros"]), "a macro lacks a description")
 
@@ -121,7 +124,8 @@ class Templates(support.ZabbixCase):
             rules = {r["key_"]: r for r in self.api.call("discoveryrule.get", {
                 "output": ["key_", "type", "master_itemid", "lifetime"], "templateids": [tid],
                 "selectFilter": "extend", "selectPreprocessing": "extend"})}
-            self.assertEqual(set(rules), {"sockets.listen.discovery", "sockets.remote.discovery"})
+            self.assertEqual(set(rules), {"sockets.listen.discovery", "sockets.remote.discovery",
+                                          "sockets.unix.listen.discovery"})
             for key, rule in rules.items():
                 self.assertEqual(rule["type"], "18", key)
                 self.assertEqual(rule["master_itemid"], master["itemid"], key)
@@ -129,9 +133,11 @@ class Templates(support.ZabbixCase):
                 self.assertEqual(rule["lifetime"], tplgen.LLD_LIFETIME, key)
             protos = self.api.call("itemprototype.get", {"output": ["key_"], "templateids": [tid],
                                                          "selectTags": "extend"})
-            self.assertEqual(len(protos), len(LISTEN_FIELDS) + len(REMOTE_FIELDS))
+            self.assertEqual(len(protos), len(LISTEN_FIELDS) + len(REMOTE_FIELDS) + len(support.UNIX_LISTEN_FIELDS))
             for p in protos:
-                self.assertIn({"tag": "port", "value": "{#PORT}"}, p["tags"], p["key_"])
+                lld_tag = ({"tag": "path", "value": "{#PATH}"} if p["key_"].startswith("sockets.unix.")
+                           else {"tag": "port", "value": "{#PORT}"})
+                self.assertIn(lld_tag, p["tags"], p["key_"])
             tprotos = self.api.call("triggerprototype.get", {"output": ["description"],
                                                              "templateids": [tid],
                                                              "selectDependencies": ["description"]})

@@ -117,6 +117,12 @@ TEMPLATES = [
 
 # ---------------------------------------------------------------------------------------------
 # Macros: name -> (default value, description)
+# The UNIX listening paths of the system's own plumbing that discovery skips by default: systemd
+# (its private API, journal, userdb, notify sockets; a user manager's) and D-Bus (the system bus,
+# a user's bus, abstract bus addresses).
+UNIX_SYSTEM_PATHS = (r"^(/run/systemd/|/var/run/systemd/|/run/user/[0-9]+/(systemd/|bus$)|/run/dbus/|"
+                     r"/var/run/dbus/|@/org/freedesktop/|@/tmp/dbus-)")
+
 MACROS = {
     "{$SOCKETS.INTERVAL}": (
         "1m", "How often the agent collects the socket statistics (update interval of "
@@ -182,6 +188,29 @@ MACROS = {
     "{$SOCKETS.EPHEMERAL.PCT.MAX}": (
         "80", "Local ports held towards one remote address and port at this percentage of the "
               "ephemeral port range for 5 minutes raise a problem."),
+    "{$SOCKETS.UNIX.PATH.MAX}": (
+        "50", "At most this many UNIX listening paths get items (sorted by path, counted before "
+              "the MATCHES/NOT_MATCHES filters). Bounds the host's item count: 5 items per path. "
+              "-1 = no limit."),
+    "{$SOCKETS.UNIX.PATH.MATCHES}": (
+        ".*", "UNIX listening sockets discovery: only paths that match this regular expression "
+              "get items (abstract names start with @, as ss shows them)."),
+    "{$SOCKETS.UNIX.PATH.NOT_MATCHES}": (
+        UNIX_SYSTEM_PATHS, "UNIX listening sockets discovery: paths that match this regular "
+                           "expression get no items. The default leaves out systemd's own sockets "
+                           "(/run/systemd/..., a user's /run/user/UID/systemd/...) and D-Bus "
+                           "(/run/dbus/..., a user's /run/user/UID/bus, @/org/freedesktop/..., "
+                           "@/tmp/dbus-...): the init system and the message bus answer at once or "
+                           "the host has bigger problems, and a host has a dozen of them. Set it "
+                           "to CHANGE_IF_NEEDED to keep them all."),
+    "{$SOCKETS.UNIX.ACCEPTQ.PCT.MAX}": (
+        "80", "A UNIX listening path whose accept queue stays above this percentage of its "
+              "backlog for {$SOCKETS.UNIX.ACCEPTQ.PERIOD} raises a problem. Per path with context: "
+              "{$SOCKETS.UNIX.ACCEPTQ.PCT.MAX:\"/run/php/php-fpm.sock\"}. A full UNIX queue "
+              "holds one more than the backlog (e.g. 125% of a backlog of 4)."),
+    "{$SOCKETS.UNIX.ACCEPTQ.PERIOD}": (
+        "5m", "How long the accept queue of a UNIX listening path must stay above "
+              "{$SOCKETS.UNIX.ACCEPTQ.PCT.MAX}% of its backlog before a problem is raised."),
     "{$SOCKETS.CONNTRACK.PCT.MAX}": (
         "75", "Connection tracking entries above this percentage of "
               "net.netfilter.nf_conntrack_max for 5 minutes raise a problem."),
@@ -195,6 +224,8 @@ COMMON_MACROS = [
     "{$SOCKETS.ACCEPTQ.PCT.MAX}", "{$SOCKETS.ACCEPTQ.PERIOD}", "{$SOCKETS.PORT.CLOSE_WAIT.MAX}",
     "{$SOCKETS.LISTEN_OVERFLOWS.MAX}", "{$SOCKETS.ORPHANS.PCT.WARN}", "{$SOCKETS.ORPHANS.PCT.HIGH}",
     "{$SOCKETS.TW_BUCKETS.PCT.MAX}", "{$SOCKETS.EPHEMERAL.PCT.MAX}", "{$SOCKETS.CONNTRACK.PCT.MAX}",
+    "{$SOCKETS.UNIX.PATH.MAX}", "{$SOCKETS.UNIX.PATH.MATCHES}", "{$SOCKETS.UNIX.PATH.NOT_MATCHES}",
+    "{$SOCKETS.UNIX.ACCEPTQ.PCT.MAX}", "{$SOCKETS.UNIX.ACCEPTQ.PERIOD}",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -841,6 +872,16 @@ MAX_QUEUE_ITEM = (
     "accept-queue trigger already names the cause.")
 
 
+# The UNIX listening paths that get items: at most {$SOCKETS.UNIX.PATH.MAX}, in path order (the
+# order of the JSON).
+UNIX_DISCOVERY_JS = """var rows = JSON.parse(value).unix_listen_discovery || [];
+var most = parseInt('{$SOCKETS.UNIX.PATH.MAX}', 10);
+if (most >= 0 && rows.length > most) {
+    rows = rows.slice(0, most);
+}
+return JSON.stringify(rows);"""
+
+
 def limit_ratio_js(numerator, denominator):
     """JavaScript: {"pct": used * 100 / limit}, or {} when a key is absent or the limit is 0 (a
     JavaScript step takes no error handler in 6.0: the JSONPath step after it discards that)."""
@@ -889,6 +930,26 @@ LISTEN_PROTOTYPES = [
     ("listeners", "listening sockets", "", None,
      "Listening sockets on this port (more than one with dual-stack or SO_REUSEPORT services). "
      "0 means nothing listens on {#PORT} any more."),
+]
+
+UNIX_LISTEN_PROTOTYPES = [
+    ("accept_queue", "accept queue", "", None,
+     "Connections to this UNIX socket that the program has not accept()ed yet, summed over its "
+     "listening sockets (`ss -xl` Recv-Q). Without netlink it is counted from the waiting "
+     "connections that /proc/net/unix lists."),
+    ("backlog", "backlog", "", None,
+     "The longest accept queue the listening sockets of this path may have: the program's "
+     "listen() backlog, capped by net.core.somaxconn (`ss -xl` Send-Q). 0 when the counts come "
+     "from /proc/net/unix, which does not show it."),
+    ("accept_queue_pct", "accept queue, % of backlog", "%", None,
+     "The accept queue as a percentage of the backlog. A full UNIX queue holds backlog + 1, so "
+     "a full queue shows a little over 100%; clients then get EAGAIN (nginx: \"Resource "
+     "temporarily unavailable\", a 502). 0 when the backlog is unknown."),
+    ("connections", "connections", "", None,
+     "Connections accepted on this path and still open (stream and seqpacket sockets that carry "
+     "its name and do not listen)."),
+    ("listeners", "listening sockets", "", None,
+     "Listening sockets bound to this path. 0 means nothing listens on it any more."),
 ]
 
 REMOTE_PROTOTYPES = [
@@ -965,6 +1026,32 @@ DISCOVERY_RULES = [
             ("by_state", "Remote port {#PORT}: outbound connections by state", "STACKED", None),
         ],
     },
+    {
+        "id": "unix_listen",
+        "key": "sockets.unix.listen.discovery",
+        "name": "UNIX listening sockets discovery",
+        "lld_macro": "{#PATH}",
+        "rows": "$.unix_listen_discovery",
+        "base": "$.unix_listen",
+        "script": UNIX_DISCOVERY_JS,
+        "item_key": 'sockets.unix.listen["{#PATH}",%s]',
+        "item_name": "UNIX {#PATH}: %s",
+        "prototypes": UNIX_LISTEN_PROTOTYPES,
+        "macros": ("{$SOCKETS.UNIX.PATH.MATCHES}", "{$SOCKETS.UNIX.PATH.NOT_MATCHES}"),
+        "description": (
+            "One row per UNIX-domain path (or abstract name, @name) that a stream or seqpacket "
+            "socket listens on: php-fpm, gunicorn, uwsgi, Docker, databases. Creates items for "
+            "its accept queue, backlog and connections. systemd's and D-Bus's own sockets are "
+            "left out by {$SOCKETS.UNIX.PATH.NOT_MATCHES}; at most {$SOCKETS.UNIX.PATH.MAX} paths. "
+            "Thresholds per path with macro context, e.g. "
+            "{$SOCKETS.UNIX.ACCEPTQ.PCT.MAX:\"/run/php/php-fpm.sock\"}."
+        ),
+        "tags": [("component", "unix-sockets"), ("path", "{#PATH}")],
+        "graphs": [
+            ("queue", "UNIX {#PATH}: accept queue and backlog", None,
+             [("accept_queue", "F63100"), ("backlog", "1A7C11")]),
+        ],
+    },
 ]
 
 # Trigger prototypes, per discovery rule id. Same fields as TRIGGERS; {T} is the template name.
@@ -1023,6 +1110,33 @@ TRIGGER_PROTOTYPES = {
         },
     ],
     "remote": [],
+    "unix_listen": [
+        {
+            "id": "unix_accept_queue_full",
+            "expr": ('min(/{T}/sockets.unix.listen["{#PATH}",accept_queue_pct],{$SOCKETS.UNIX.ACCEPTQ.PERIOD})'
+                     '>{$SOCKETS.UNIX.ACCEPTQ.PCT.MAX:"{#PATH}"}'),
+            "name": ('UNIX {#PATH}: accept queue over {$SOCKETS.UNIX.ACCEPTQ.PCT.MAX:"{#PATH}"}% of its '
+                     'backlog for {$SOCKETS.UNIX.ACCEPTQ.PERIOD}'),
+            "opdata": "Queue: {ITEM.LASTVALUE1}% of the backlog",
+            "priority": "AVERAGE",
+            "scope": "performance",
+            "description": (
+                "The program listening on the UNIX socket {#PATH} has not taken new connections "
+                "off its accept queue fast enough for {$SOCKETS.UNIX.ACCEPTQ.PERIOD}: the queue has "
+                "stayed above {$SOCKETS.UNIX.ACCEPTQ.PCT.MAX:\"{#PATH}\"}% of the backlog. Once it "
+                "is full, connect() fails with EAGAIN: nginx logs \"Resource temporarily "
+                "unavailable\" and answers 502, while every TCP figure looks healthy.\n"
+                "Where to look:\n"
+                "- `ss -xlp src {#PATH}`: Recv-Q is the queue, Send-Q the backlog, and the process.\n"
+                "- Are all workers busy (php-fpm pm.max_children, gunicorn workers) or stuck on a "
+                "slow back end? The application's own status page and logs.\n"
+                "- A short queue for bursts: raise the program's listen backlog (php-fpm "
+                "listen.backlog) and net.core.somaxconn together.\n"
+                "To change the threshold for this path only, set "
+                "{$SOCKETS.UNIX.ACCEPTQ.PCT.MAX:\"{#PATH}\"} on the host."
+            ),
+        },
+    ],
 }
 
 ITEM_TAGS = [("component", "network")]
@@ -1161,6 +1275,7 @@ def graph(uuid, gname, gtype, items):
 
 def build_discovery(rule, name, sub, uid):
     proto_triggers = {t["id"]: t for t in TRIGGER_PROTOTYPES[rule["id"]]}
+    lld_macro = rule.get("lld_macro", "{#PORT}")
     triggers_by_key = {}
     for t in TRIGGER_PROTOTYPES[rule["id"]]:
         keys = trigger_items(t["expr"])
@@ -1171,7 +1286,7 @@ def build_discovery(rule, name, sub, uid):
     for field, iname, units, _colour, desc in rule["prototypes"]:
         key = rule["item_key"] % field
         it = dependent_item(uid("item_prototype", key), rule["item_name"] % iname, key,
-                            f'{rule["base"]}["{{#PORT}}"].{field}', desc, rule["tags"],
+                            f'{rule["base"]}["{lld_macro}"].{field}', desc, rule["tags"],
                             units=units, error_handler=("CUSTOM_VALUE", "0"),
                             slow=field in SLOW_FIELDS)
         if key in triggers_by_key:
@@ -1182,8 +1297,8 @@ def build_discovery(rule, name, sub, uid):
     out = {"uuid": uid("discovery", rule["key"]), "name": rule["name"], "type": "DEPENDENT",
            "key": rule["key"], "delay": "0",
            "filter": {"evaltype": "AND", "conditions": [
-               {"macro": "{#PORT}", "value": matches, "formulaid": "A"},
-               {"macro": "{#PORT}", "value": not_matches, "operator": "NOT_MATCHES_REGEX",
+               {"macro": lld_macro, "value": matches, "formulaid": "A"},
+               {"macro": lld_macro, "value": not_matches, "operator": "NOT_MATCHES_REGEX",
                 "formulaid": "B"}]},
            "lifetime": LLD_LIFETIME, "description": rule["description"],
            "item_prototypes": prototypes}
