@@ -13,6 +13,7 @@ final class FallbackAndFlagsIntegrationTests: NamespaceTestCase {
                                   "--udp-bound4", "2", "--udp-connected6", "1"]
     static let countsKeys: Set<String> = ["source", "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"]
     static let portsKeys: Set<String> = ["listen_discovery", "listen", "remote_discovery", "remote", "ephemeral"]
+    static let unixKeys: Set<String> = ["unix", "unix_listen_discovery", "unix_listen"]
 
     // MARK: - netlink forbidden
 
@@ -30,6 +31,9 @@ final class FallbackAndFlagsIntegrationTests: NamespaceTestCase {
         assertCounts(doc, equal: pop.expected, "deny-netlink vs sockpop READY")
         assertCounts(doc, equal: ss, "deny-netlink vs ss")
         XCTAssertEqual(ss, pop.expected, "ss vs sockpop READY (population itself)")
+        // The unix section falls back on its own to /proc/net/unix, and says so.
+        let unix = try runStats([denyNetlink, stats, "stats", "--netns", ns, "--sections", "unix"])
+        XCTAssertEqual(try object(unix, "unix", "deny-netlink")["source"] as? String, "proc")
 
         // Without the filter the same command uses netlink: the run above really fell back.
         let free = try runStats([stats, "stats", "--netns", ns, "--sections", "counts"])
@@ -49,7 +53,7 @@ final class FallbackAndFlagsIntegrationTests: NamespaceTestCase {
     func testMissingProcRootExitsOneNamingIt() throws {
         let stats = try statsBinary()
         let missing = try makeScratchDirectory().appendingPathComponent("no-such-proc").path
-        for sections in ["counts,ports,kernel", "counts", "kernel"] {
+        for sections in ["counts,ports,kernel,unix", "counts", "kernel", "unix"] {
             let r = try Tool.run([stats, "stats", "--proc-root", missing, "--sections", sections])
             XCTAssertEqual(r.status, 1, "--sections \(sections): stdout: \(r.stdout) stderr: \(r.stderr)")
             XCTAssertTrue(r.stderr.hasPrefix("zabbix-sockets: error:"), "stderr: \(r.stderr)")
@@ -67,7 +71,8 @@ final class FallbackAndFlagsIntegrationTests: NamespaceTestCase {
             ("counts", Self.countsKeys),
             ("counts,kernel", Self.countsKeys.union(["kernel"])),
             ("counts,ports", Self.countsKeys.union(Self.portsKeys)),
-            (nil, Self.countsKeys.union(Self.portsKeys).union(["kernel"])),
+            ("unix", Self.countsKeys.union(Self.unixKeys)),
+            (nil, Self.countsKeys.union(Self.portsKeys).union(["kernel"]).union(Self.unixKeys)),
         ]
         for (sections, keys) in cases {
             let doc = try runStats([stats, "stats", "--netns", ns] + (sections.map { ["--sections", $0] } ?? []))
