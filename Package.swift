@@ -79,7 +79,7 @@ let package = Package(
         ),
         .executableTarget(name: "sockdiag-floor"),
         .testTarget(name: "SocketStatsTests", dependencies: ["SocketStats"], exclude: ["Fixtures"]),
-        .testTarget(name: "StatsOutputTests", dependencies: ["StatsOutput", "SocketStats"]),
+        .testTarget(name: "StatsOutputTests", dependencies: ["StatsOutput", "SocketStats", "ZabbixProtocol"]),
         .testTarget(name: "ZabbixProtocolTests", dependencies: ["ZabbixProtocol", "CZlib"]),
         .testTarget(
             name: "ZabbixSenderTests",
