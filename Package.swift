@@ -4,7 +4,7 @@ import PackageDescription
 // One target per concern; each depends only on the ones above it in this list.
 //   Posix             - system calls: one errno describer, one EINTR loop, bounded file reads, the wall clock
 //   ByteCoding        - little-endian integers, hex digits, the one JSON string escaper
-//   CSockDiag         - Linux netlink/sock_diag/inet_diag headers for Swift (C, no logic beyond macros)
+//   CSockDiag         - Linux netlink/sock_diag/inet_diag/unix_diag headers for Swift (C, no logic beyond macros)
 //   SocketStats       - reads the kernel (netlink or /proc) and fills a count model; knows nothing of Zabbix.
 //                       Its one entry point for a whole poll: CollectionOptions.collect() -> Snapshot
 //   StatsOutput       - a Snapshot as the `stats` JSON that the templates read (and as a text table)
@@ -106,7 +106,7 @@ let package = Package(
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SocketStatsTests", dependencies: ["SocketStats", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "StatsOutputTests", dependencies: ["StatsOutput", "SocketStats"]),
+        .testTarget(name: "StatsOutputTests", dependencies: ["StatsOutput", "SocketStats", "ZabbixProtocol", "CZlib"]),
         .testTarget(name: "ZabbixProtocolTests", dependencies: ["ZabbixProtocol", "CZlib", "TestSupport"]),
         .testTarget(name: "ZabbixConfigTests", dependencies: ["ZabbixConfig", "ZabbixProtocol", "TestSupport"]),
         .testTarget(
