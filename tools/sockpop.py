@@ -634,7 +634,7 @@ def on_signal(signum, frame):
 
 
 UNIX_TYPES = {"stream": socket.SOCK_STREAM, "seqpacket": socket.SOCK_SEQPACKET, "dgram": socket.SOCK_DGRAM}
-UNIX_FDS_PER_WORKER = 19000
+UNIX_FDS_PER_WORKER = 19000  # the hard RLIMIT_NOFILE here is 20,000
 
 
 def unix_address(name):
@@ -730,7 +730,10 @@ class UnixPopulation:
             if pid == 0:
                 os.close(ready_r)
                 os.close(hold_w)
-                resource.setrlimit(resource.RLIMIT_NOFILE, (2 * share + 64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+                for inherited in self.sockets:      # the parent's: they must not count against this worker
+                    inherited.close()
+                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+                resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 2 * share + 256), hard))
                 held = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(share)]
                 os.write(ready_w, b"1")
                 select.select([hold_r], [], [], self.args.max_hold + 60)
