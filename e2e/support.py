@@ -286,6 +286,26 @@ def listen_ports_discovered(doc, macros=None):
     return [p for p in listen_ports_kept(doc, macros) if yes.search(p) and not no.search(p)]
 
 
+def unix_paths_discovered(doc, macros=None):
+    """The UNIX listening paths that get items: at most {$SOCKETS.UNIX.PATH.MAX} rows in the
+    JSON's order (templates/generate.py UNIX_DISCOVERY_JS), then the rule's MATCHES / NOT_MATCHES
+    filters."""
+    paths = [r["{#PATH}"] for r in doc.get("unix_listen_discovery", [])]
+    try:
+        most = int(macro(macros, "{$SOCKETS.UNIX.PATH.MAX}"))
+    except ValueError:
+        most = -1
+    if 0 <= most < len(paths):
+        paths = paths[:most]
+    yes = re.compile(macro(macros, "{$SOCKETS.UNIX.PATH.MATCHES}"))
+    no = re.compile(macro(macros, "{$SOCKETS.UNIX.PATH.NOT_MATCHES}"))
+    return [p for p in paths if yes.search(p) and not no.search(p)]
+
+
+def unix_discovered_keys(doc, macros=None):
+    return {f'sockets.unix.listen["{p}",{f}]' for p in unix_paths_discovered(doc, macros) for f in UNIX_LISTEN_FIELDS}
+
+
 def expected_from_doc(key, doc, macros=None):
     """What an item gives from one master document, before any per-second step: a number or
     text; None where the template discards the value (an optional kernel key absent, a limit

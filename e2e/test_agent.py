@@ -98,7 +98,8 @@ class AgentTemplate(support.ZabbixCase):
         self.assertEqual(support.listen_ports_discovered(doc, self.macros), ports)
         remote = [r["{#PORT}"] for r in doc["remote_discovery"]]
         want = ({f"sockets.listen[{p},{f}]" for p in ports for f in LISTEN_FIELDS}
-                | {f"sockets.remote[{p},{f}]" for p in remote for f in REMOTE_FIELDS})
+                | {f"sockets.remote[{p},{f}]" for p in remote for f in REMOTE_FIELDS}
+                | support.unix_discovered_keys(doc, self.macros))
         no_value_ok = {k for k in [*KERNEL_KEYS, *LIMIT_KEYS] if expected_from_doc(k, doc) is None}
         state = {}
 
@@ -125,8 +126,8 @@ class AgentTemplate(support.ZabbixCase):
         unknown, and so may "CLOSE_WAIT keeps growing" (it compares with 30 minutes ago)."""
         doc = self.newest_doc()
         lacking = [k for k in [*KERNEL_KEYS, *LIMIT_KEYS] if expected_from_doc(k, doc) is None]
-        want = TEMPLATE_TRIGGERS + sum(len(v) for k, v in support.tplgen.TRIGGER_PROTOTYPES.items()
-                                       if k == "listen") * len(self.agent_host_ports())
+        want = (TEMPLATE_TRIGGERS + len(support.tplgen.TRIGGER_PROTOTYPES["listen"]) * len(self.agent_host_ports())
+                + len(support.tplgen.TRIGGER_PROTOTYPES["unix_listen"]) * len(support.unix_paths_discovered(doc, self.macros)))
 
         def all_there():
             ts = self.api.call("trigger.get", {"output": ["description", "state", "value", "error",

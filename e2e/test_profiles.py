@@ -77,7 +77,8 @@ class Profiles(support.ZabbixCase):
                     doc = json.loads(text)
                     kept = support.listen_ports_discovered(doc)
                     remote = [r["{#PORT}"] for r in doc["remote_discovery"]]
-                    want = len(TEMPLATE_KEYS) + len(kept) * len(LISTEN_FIELDS) + len(remote) * len(REMOTE_FIELDS)
+                    want = (len(TEMPLATE_KEYS) + len(kept) * len(LISTEN_FIELDS) + len(remote) * len(REMOTE_FIELDS)
+                            + len(support.unix_discovered_keys(doc)))
                     zbxapi.wait_until(lambda: len(self.host_items(hostid)) == want, 60, 1,
                                       f"{want} items on the {label} host")
                     self.reload_cache()

@@ -75,7 +75,8 @@ class TrapperTemplate(support.ZabbixCase):
             self.assertEqual(deps[key], doc[proto][state], key)
 
         want = ({f"sockets.listen[{p},{f}]" for p in support.listen_ports_discovered(doc) for f in LISTEN_FIELDS}
-                | {f"sockets.remote[{r['{#PORT}']},{f}]" for r in doc["remote_discovery"] for f in REMOTE_FIELDS})
+                | {f"sockets.remote[{r['{#PORT}']},{f}]" for r in doc["remote_discovery"] for f in REMOTE_FIELDS}
+                | support.unix_discovered_keys(doc))
         found = {}
         def discovered():
             found["keys"] = {k for k, i in self.host_items(hostid).items() if i["flags"] == "4"}
