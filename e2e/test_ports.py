@@ -141,6 +141,7 @@ class ListeningPorts(support.ZabbixCase):
             "{$SOCKETS.LISTEN.PORT.MATCHES}": f"^({p_full}|{p_conn})$",
             "{$SOCKETS.LISTEN.EPHEMERAL}": "1",        # the test's listeners have ephemeral ports
             "{$SOCKETS.REMOTE.PORT.MATCHES}": "^$",
+            "{$SOCKETS.UNIX.PATH.MATCHES}": "^$",     # UNIX paths are e2e/test_unix.py's
             "{$SOCKETS.ACCEPTQ.PERIOD}": "10s",
             "{$SOCKETS.LISTEN_OVERFLOWS.MAX}": "0",     # any overflow (test_51 makes some)
             # macro context: only this port's CLOSE_WAIT threshold is lowered
@@ -150,7 +151,8 @@ class ListeningPorts(support.ZabbixCase):
         # overflows, so the template's overflow trigger must fire.
         p["unexplained"] = self.api.create_host(UNEXPLAINED_HOST, HOST_GROUP, AGENT_TEMPLATE, macros={
             "{$SOCKETS.INTERVAL}": POLL_INTERVAL, "{$SOCKETS.LISTEN.PORT.MAX}": "0",
-            "{$SOCKETS.REMOTE.PORT.MATCHES}": "^$", "{$SOCKETS.LISTEN_OVERFLOWS.MAX}": "0"})
+            "{$SOCKETS.REMOTE.PORT.MATCHES}": "^$", "{$SOCKETS.UNIX.PATH.MATCHES}": "^$",
+            "{$SOCKETS.LISTEN_OVERFLOWS.MAX}": "0"})
         t0 = p["created"] = time.time()
         self.reload_cache()
         want = {f"sockets.listen[{port},{f}]" for port in (p_full, p_conn) for f in LISTEN_FIELDS}
