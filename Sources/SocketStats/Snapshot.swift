@@ -4,13 +4,17 @@ public struct Snapshot: Sendable {
     public var counts: SocketCounts
     /// Present when the ports section was asked for.
     public var ports: PortBreakdown?
+    /// Present when the cgroups section was asked for (saying why it is empty when it is).
+    public var cgroups: CgroupBreakdown?
     /// /proc/net/snmp, netstat, sockstat(6) and the limits; present when the kernel section was asked for.
     public var kernel: KernelCounters?
 
-    public init(source: Source, counts: SocketCounts, ports: PortBreakdown? = nil, kernel: KernelCounters? = nil) {
+    public init(source: Source, counts: SocketCounts, ports: PortBreakdown? = nil, cgroups: CgroupBreakdown? = nil,
+                kernel: KernelCounters? = nil) {
         self.source = source
         self.counts = counts
         self.ports = ports
+        self.cgroups = cgroups
         self.kernel = kernel
     }
 }
@@ -20,6 +24,7 @@ public struct CollectionOptions: Sendable {
     public enum Section: String, CaseIterable, Sendable {
         case counts
         case ports
+        case cgroups
         case kernel
     }
 
@@ -54,6 +59,10 @@ public struct CollectionOptions: Sendable {
         let netDirectory = procRoot.map { $0 + "/net" } ?? ProcNetCollector.liveDirectory
         let wantsPorts = sections.contains(.ports)
         let wantsKernel = sections.contains(.kernel)
+        let wantsCgroups = sections.contains(.cgroups)
+        // The mount namespace, not the network namespace, decides where cgroup2 is mounted.
+        let cgroupMount = wantsCgroups
+            ? Result { () throws(CgroupUnavailable) in try CgroupHierarchy.find() } : .failure(CgroupUnavailable(""))
         // Kernel-wide limits are visible only from the host's namespace: read them before entering.
         let kernelWide = wantsKernel ? try SocketLimits.read(SocketLimits.kernelWide, procRoot: root) : KernelCounters()
 
@@ -64,15 +73,33 @@ public struct CollectionOptions: Sendable {
             // sockstat's "sockets: used" until the kernel frees it, an RCU grace period after close.
             let kernel = wantsKernel
                 ? try KernelTables.read(netDirectory: netDirectory).merging(limits).merging(kernelWide) : nil
-            if wantsPorts {
-                var tally = PortTally(remotePorts: remotePorts, ephemeralRange: SocketLimits.ephemeralRange(from: limits))
-                let source = try SocketCollector.collect(into: &tally, from: effectiveSource, procDirectory: netDirectory)
-                let breakdown = tally.breakdown
-                return Snapshot(source: source, counts: breakdown.counts, ports: breakdown, kernel: kernel)
+            var snapshot = Snapshot(source: .netlink, counts: SocketCounts(), kernel: kernel)
+            func fill<Visitor: SocketVisitor & ~Copyable>(_ visitor: inout Visitor) throws(CollectorError) {
+                snapshot.source = try SocketCollector.collect(into: &visitor, from: effectiveSource, procDirectory: netDirectory)
             }
-            var counts = SocketCounts()
-            let source = try SocketCollector.collect(into: &counts, from: effectiveSource, procDirectory: netDirectory)
-            return Snapshot(source: source, counts: counts, kernel: kernel)
+            let ports = { PortTally(remotePorts: remotePorts, ephemeralRange: SocketLimits.ephemeralRange(from: limits)) }
+            switch (wantsPorts, wantsCgroups) {
+            case (true, true):
+                var pair = VisitorPair(ports(), CgroupTally())
+                try fill(&pair)
+                snapshot.ports = pair.first.breakdown
+                snapshot.cgroups = CgroupBreakdown.resolve(pair.second, source: snapshot.source, mount: cgroupMount)
+            case (true, false):
+                var tally = ports()
+                try fill(&tally)
+                snapshot.ports = tally.breakdown
+            case (false, true):
+                var pair = VisitorPair(SocketCounts(), CgroupTally())
+                try fill(&pair)
+                snapshot.counts = pair.first
+                snapshot.cgroups = CgroupBreakdown.resolve(pair.second, source: snapshot.source, mount: cgroupMount)
+            case (false, false):
+                var counts = SocketCounts()
+                try fill(&counts)
+                snapshot.counts = counts
+            }
+            if let ports = snapshot.ports { snapshot.counts = ports.counts }
+            return snapshot
         }
         guard let netns else { return try collectHere() }
         return try NetworkNamespace(netns).run(collectHere)

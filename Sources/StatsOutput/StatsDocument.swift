@@ -15,7 +15,7 @@ public enum StatsDocument {
             out += ",\"\(name)\":" + stateObject(tcp)
         }
         for (name, udp) in [("udp", counts.udp), ("udp4", counts.udp4), ("udp6", counts.udp6)] {
-            out += ",\"\(name)\":{\"established\":\(udp.established),\"unconn\":\(udp.unconn),\"total\":\(udp.total)}"
+            out += ",\"\(name)\":" + udpObject(udp)
         }
         if let ports = snapshot.ports {
             let listeners = ports.listeners
@@ -41,6 +41,20 @@ public enum StatsDocument {
                 out += ",\"busiest_sockets\":0,\"busiest_remote\":\"\",\"pressure_pct\":0"
             }
             out += "}"
+        }
+        if let cgroups = snapshot.cgroups {
+            out += ",\"cgroup_discovery\":["
+            out += cgroups.entries.map {
+                "{\"{#CGROUP}\":\(jsonString($0.path)),\"{#NAME}\":\(jsonString($0.name)),\"{#KIND}\":\"\($0.kind.rawValue)\"}"
+            }.joined(separator: ",")
+            out += "],\"cgroups\":{"
+            out += cgroups.entries.map {
+                jsonString($0.path) + ":{\"name\":\(jsonString($0.name)),\"kind\":\"\($0.kind.rawValue)\"," + countsMembers($0.counts) + "}"
+            }.joined(separator: ",")
+            out += "},\"cgroup_status\":{\"available\":\(cgroups.unavailableReason == nil ? 1 : 0)"
+            out += ",\"reason\":\(jsonString(cgroups.unavailableReason ?? "")),\"mount\":\(jsonString(cgroups.mountPoint))"
+            out += ",\"unattributed\":{" + countsMembers(cgroups.unattributed) + "}"
+            out += ",\"unresolved\":{" + countsMembers(cgroups.unresolved) + "}}"
         }
         if let kernel = snapshot.kernel {
             out += ",\"kernel\":{" + kernel.values.map { "\"\($0.name)\":\($0.value)" }.joined(separator: ",") + "}"
@@ -77,10 +91,34 @@ public enum StatsDocument {
                 out += "\nephemeral ports: \(busiest.sockets) of \(ports.ephemeralRangeSize) towards \(endpoint(busiest))\n"
             }
         }
+        if let cgroups = snapshot.cgroups {
+            if let reason = cgroups.unavailableReason {
+                out += "\ncgroups: unavailable: \(reason)\n"
+            } else {
+                out += "\n" + ["ESTAB", "LISTEN", "CLOSE-WAIT", "other", "UDP"].map { $0.leftPadding(11) }.joined() + "  cgroup\n"
+                let rows = cgroups.entries.map { ($0.name + "  (" + $0.path + ")", $0.counts) }
+                    + [("unattributed (TIME-WAIT, SYN-RECV)", cgroups.unattributed), ("unresolved", cgroups.unresolved)]
+                for (label, counts) in rows {
+                    let tcp = counts.tcp
+                    let other = tcp.total - tcp[.established] - tcp[.listen] - tcp[.closeWait]
+                    out += [tcp[.established], tcp[.listen], tcp[.closeWait], other, counts.udp.total]
+                        .map { String($0).leftPadding(11) }.joined() + "  \(label)\n"
+                }
+            }
+        }
         if let kernel = snapshot.kernel {
             out += "\n" + kernel.values.map { "\($0.name) \($0.value)" }.joined(separator: "\n") + "\n"
         }
         return out
+    }
+
+    private static func udpObject(_ udp: UDPCounts) -> String {
+        "{\"established\":\(udp.established),\"unconn\":\(udp.unconn),\"total\":\(udp.total)}"
+    }
+
+    /// `"tcp":{...},"udp":{...}` of one cgroup or bucket.
+    private static func countsMembers(_ counts: CgroupCounts) -> String {
+        "\"tcp\":" + stateObject(counts.tcp) + ",\"udp\":" + udpObject(counts.udp)
     }
 
     private static func stateObject(_ states: TCPStateCounts) -> String {
@@ -101,7 +139,7 @@ public enum StatsDocument {
         whole == 0 ? 0 : part * 100 / whole
     }
 
-    /// A JSON string; the texts here are addresses, so only quotes and backslashes need escaping.
+    /// A table row: the label, then the values right-aligned.
     private static func row(_ label: String, _ values: [String]) -> String {
         label.padding(12) + values.map { $0.leftPadding(10) }.joined() + "\n"
     }

@@ -15,7 +15,7 @@ struct CollectionFlags: ParsableArguments {
     @Option(
         name: .customLong("sections"),
         help: ArgumentHelp(
-            "What to report, comma-separated: counts (per state), ports (per listening port, outbound service ports, ephemeral ports), kernel (counters and limits).",
+            "What to report, comma-separated: counts (per state), ports (per listening port, outbound service ports, ephemeral ports), cgroups (per service, container and pod; needs netlink and cgroup v2), kernel (counters and limits).",
             valueName: "list"
         )
     )
