@@ -6,6 +6,13 @@ public struct CgroupBreakdown: Sendable {
         public var name: String
         public var kind: CgroupKind
         public var counts: CgroupCounts
+
+        public init(path: String, name: String, kind: CgroupKind, counts: CgroupCounts) {
+            self.path = path
+            self.name = name
+            self.kind = kind
+            self.counts = counts
+        }
     }
 
     /// nil when the section could be collected; otherwise why not (no cgroup v2 mounted, a

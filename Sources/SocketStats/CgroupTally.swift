@@ -71,7 +71,9 @@ public struct CgroupTally: ~Copyable, SocketVisitor {
             return
         }
         socketsWithID &+= 1
-        slots[slotIndex(for: id)].counts.add(socket)
+        // The index first: finding it may grow (reallocate) `slots`.
+        let index = slotIndex(for: id)
+        slots[index].counts.add(socket)
     }
 
     /// The slot holding `id`, claimed if new.
