@@ -8,6 +8,8 @@ public struct Snapshot: Sendable {
     public var cgroups: CgroupBreakdown?
     /// /proc/net/snmp, netstat, sockstat(6) and the limits; present when the kernel section was asked for.
     public var kernel: KernelCounters?
+    /// Every network namespace's own snapshot; present with `allNetworkNamespaces`.
+    public var namespaces: NamespaceSurvey?
 
     public init(source: Source, counts: SocketCounts, ports: PortBreakdown? = nil, cgroups: CgroupBreakdown? = nil,
                 kernel: KernelCounters? = nil) {
@@ -33,6 +35,8 @@ public struct CollectionOptions: Sendable {
     public var procRoot: String?
     /// A network namespace name (/run/netns/NAME) or path (/proc/PID/ns/net); nil: the caller's.
     public var netns: String?
+    /// Also count in every other network namespace on the host (`NamespaceDiscovery`).
+    public var allNetworkNamespaces = false
     public var sections: Set<Section>
     public var remotePorts: [UInt16]
 
@@ -101,8 +105,45 @@ public struct CollectionOptions: Sendable {
             if let ports = snapshot.ports { snapshot.counts = ports.counts }
             return snapshot
         }
-        guard let netns else { return try collectHere() }
-        return try NetworkNamespace(netns).run(collectHere)
+        if let netns { return try NetworkNamespace(netns).run(collectHere) }
+        var snapshot = try collectHere()
+        if allNetworkNamespaces { snapshot.namespaces = survey(callers: snapshot, collectHere) }
+        return snapshot
+    }
+
+    /// Enters each namespace found, collects the same sections there, and comes back. A refusal
+    /// to enter (no CAP_SYS_ADMIN) is the same for every namespace: tried once, then reported for all.
+    private func survey(callers: Snapshot, _ collectHere: () throws(CollectorError) -> Snapshot) -> NamespaceSurvey {
+        var discovery = NamespaceDiscovery()
+        if let procRoot { discovery.procRoot = procRoot }
+        discovery.discover()
+        var survey = NamespaceSurvey(entries: [], problems: discovery.problems)
+        var refusal: String?
+        for found in discovery.found {
+            var entry = NamespaceSurvey.Entry(name: found.name, inode: found.inode)
+            if found.isCallers {
+                entry.snapshot = callers
+            } else if let refusal {
+                entry.problem = refusal
+            } else {
+                do {
+                    entry.snapshot = try NetworkNamespace(found.path).run(collectHere)
+                } catch .namespaceNeedsPrivilege {
+                    refusal = CollectorError.privilegeNeeded
+                    entry.problem = refusal
+                } catch {
+                    entry.problem = error.description
+                }
+            }
+            survey.entries.append(entry)
+        }
+        let skipped = survey.entries.filter { $0.problem != nil }
+        if let refusal {
+            survey.problems.append("\(skipped.count) network namespaces not counted: \(refusal)")
+        } else {
+            for entry in skipped { survey.problems.append("network namespace \"\(entry.name)\" not counted: \(entry.problem!)") }
+        }
+        return survey
     }
 
     /// --proc-root reads fixture files, so it implies the /proc source.

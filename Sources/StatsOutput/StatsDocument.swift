@@ -59,6 +59,16 @@ public enum StatsDocument {
         if let kernel = snapshot.kernel {
             out += ",\"kernel\":{" + kernel.values.map { "\"\($0.name)\":\($0.value)" }.joined(separator: ",") + "}"
         }
+        if let survey = snapshot.namespaces {
+            let counted = survey.entries.compactMap { entry in entry.snapshot.map { (entry, $0) } }
+            out += ",\"netns_discovery\":["
+            out += counted.map { "{\"{#NETNS}\":\(jsonString($0.0.name)),\"{#INODE}\":\"\($0.0.inode)\"}" }.joined(separator: ",")
+            // Each namespace's document has the top level's keys, after its inode.
+            out += "],\"netns\":{"
+            out += counted.map { jsonString($0.0.name) + ":{\"inode\":\($0.0.inode)," + json($0.1).dropFirst() }.joined(separator: ",")
+            out += "},\"netns_status\":{\"found\":\(survey.entries.count),\"counted\":\(counted.count),\"problems\":["
+            out += survey.problems.map(jsonString).joined(separator: ",") + "]}"
+        }
         return out + "}"
     }
 
@@ -108,6 +118,19 @@ public enum StatsDocument {
         }
         if let kernel = snapshot.kernel {
             out += "\n" + kernel.values.map { "\($0.name) \($0.value)" }.joined(separator: "\n") + "\n"
+        }
+        if let survey = snapshot.namespaces {
+            out += "\n" + ["inode", "ESTAB", "LISTEN", "CLOSE-WAIT", "TIME-WAIT", "TCP", "UDP"].map { $0.leftPadding(11) }.joined() + "  network namespace\n"
+            for entry in survey.entries {
+                guard let counts = entry.snapshot?.counts else {
+                    out += String(entry.inode).leftPadding(11) + "not counted".leftPadding(66) + "  \(entry.name)\n"
+                    continue
+                }
+                let tcp = counts.tcp
+                out += ([entry.inode] + [tcp[.established], tcp[.listen], tcp[.closeWait], tcp[.timeWait], tcp.total, counts.udp.total])
+                    .map { String($0).leftPadding(11) }.joined() + "  \(entry.name)\n"
+            }
+            out += survey.problems.map { "note: \($0)\n" }.joined()
         }
         return out
     }
