@@ -40,7 +40,7 @@ public struct CgroupTally: ~Copyable, SocketVisitor {
     public private(set) var fullSocketsWithoutID: UInt64 = 0
     public private(set) var socketsWithID: UInt64 = 0
 
-    public static var wantsCgroupIDs: Bool { true }
+    public static var wantsOwnership: Bool { true }
 
     public init() {
         slots = .allocate(capacity: capacity)
@@ -131,7 +131,7 @@ public struct VisitorPair<First: SocketVisitor & ~Copyable, Second: SocketVisito
     }
 
     public static var wantsListenersFirst: Bool { First.wantsListenersFirst || Second.wantsListenersFirst }
-    public static var wantsCgroupIDs: Bool { First.wantsCgroupIDs || Second.wantsCgroupIDs }
+    public static var wantsOwnership: Bool { First.wantsOwnership || Second.wantsOwnership }
 
     public mutating func startOver() {
         first.startOver()

@@ -70,7 +70,9 @@ public enum NetlinkDumpParser {
                     throw .truncated(offset: offset, reason: "inet_diag_msg needs \(inetDiagMsgSize) bytes, message has \(length - headerSize)")
                 }
                 var socket = record(at: offset + headerSize, in: datagram, transport: transport)
-                if Visitor.wantsCgroupIDs {
+                if Visitor.wantsOwnership {
+                    // idiag_inode, after idiag_uid.
+                    socket.inode = datagram.loadUnaligned(fromByteOffset: offset + headerSize + 68, as: UInt32.self)
                     socket.cgroupID = cgroupID(in: datagram, from: offset + headerSize + inetDiagMsgSize, to: offset + length)
                 }
                 visitor.visit(socket)

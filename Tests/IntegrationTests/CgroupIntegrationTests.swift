@@ -142,6 +142,50 @@ final class CgroupIntegrationTests: NamespaceTestCase {
         }
     }
 
+    /// Two processes in two cgroups hold 3 and 5 CLOSE_WAIT sockets (and other states):
+    /// `owners --state close_wait` names each pid, its cgroup and its count, as `ss -p` does.
+    func testOwnersNamesThePidAndCountPerProcess() throws {
+        let ns = try makeNamespace()
+        let cgroups = try TestCgroups(scratch: try makeScratchDirectory())
+        var controls: [SocketControl] = []
+        addTeardownBlock {
+            for control in controls { control.stop() }
+            cgroups.remove()
+        }
+        var pids: [String: Int] = [:]
+        for (unit, port, closeWait) in [("billing.service", 18021, 3), ("search.service", 18022, 5)] {
+            let path = try cgroups.make("system.slice/" + unit)
+            let control = try startControl(in: ns, cgroup: cgroups.directory(path))
+            controls.append(control)
+            try control.listen("127.0.0.1", port)
+            try control.connect("127.0.0.1", port, 2, "established")
+            try control.connect("127.0.0.1", port, closeWait, "close_wait")
+            let procs = try String(contentsOfFile: cgroups.directory(path) + "/cgroup.procs", encoding: .utf8)
+            pids[unit] = try XCTUnwrap(Int(procs.trimmingCharacters(in: .whitespacesAndNewlines)), "one process in \(unit): \(procs)")
+        }
+        let r = try Tool.run([try statsBinary(), "owners", "--state", "close_wait", "--netns", ns, "--format", "json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let doc = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let found = try object(try object(doc, "netns", "owners"), ns, "owners")
+        let owners = try XCTUnwrap(found["owners"] as? [[String: Any]])
+        XCTAssertEqual(owners.map { number($0["pid"]) }, [pids["search.service"], pids["billing.service"]], "heaviest first: \(owners)")
+        XCTAssertEqual(owners.map { number($0["sockets"]) }, [5, 3])
+        XCTAssertEqual(owners.map { $0["cgroup"] as? String }, ["search.service", "billing.service"])
+        XCTAssertEqual(owners.map { $0["command"] as? String }, ["python3", "python3"])
+        XCTAssertEqual(number(found["matched"]), 8)
+        XCTAssertEqual(found["full_scan"] as? Bool, false, "found in the sockets' own cgroups")
+        XCTAssertEqual(number(found["processes_scanned"]), 2, "only the two cgroups' processes were read")
+
+        // ss -p as the oracle: pid -> CLOSE-WAIT sockets.
+        let ss = try Tool.run(["nsenter", "--net=/run/netns/\(ns)", "ss", "-Htanp", "state", "close-wait"])
+        var bySS: [Int: Int] = [:]
+        for line in ss.stdout.split(separator: "\n") {
+            guard let range = line.range(of: "pid="), let pid = Int(line[range.upperBound...].prefix { $0.isNumber }) else { continue }
+            bySS[pid, default: 0] += 1
+        }
+        XCTAssertEqual(bySS, Dictionary(uniqueKeysWithValues: owners.map { (number($0["pid"])!, number($0["sockets"])!) }), ss.stdout)
+    }
+
     /// With no cgroup v2 mounted (a private mount namespace with every cgroup2 mount removed),
     /// the section says so and the counts are still there.
     func testNoCgroup2MountIsReportedNotFatal() throws {
