@@ -81,9 +81,16 @@ public struct CgroupHierarchy: Sendable {
         while let (relative, depth) = pending.popLast(), paths.count < Self.maximumCgroups {
             // A cgroup removed while we walk is simply not there any more.
             guard let entries = try? readDirectory(mountPoint + relative, limit: Self.maximumEntriesPerDirectory) else { continue }
-            for entry in entries where entry.isDirectory {
+            for entry in entries {
                 let path = relative + "/" + entry.name
-                paths[entry.inode] = path
+                var inode = entry.inode
+                if !entry.isDirectory {
+                    // cgroupfs always says; a file system that does not (DT_UNKNOWN) is asked, without following links.
+                    var status = stat()
+                    guard entry.type == UInt8(DT_UNKNOWN), lstat(mountPoint + path, &status) == 0, status.st_mode & S_IFMT == S_IFDIR else { continue }
+                    inode = UInt64(status.st_ino)
+                }
+                paths[inode] = path
                 if depth + 1 < Self.maximumDepth { pending.append((path, depth + 1)) }
             }
         }
@@ -109,14 +116,17 @@ public struct CgroupUnavailable: Error, Equatable, Sendable, CustomStringConvert
     public var description: String { reason }
 }
 
-/// Cgroup id -> path, kept between polls: the hierarchy is walked again only when an id is
-/// missing or a cached path now names another cgroup, at most once per poll.
+/// Cgroup id -> path, kept between polls: the hierarchy is walked again only when an id is new
+/// (neither found nor missing at the last walk) or a cached path now names another cgroup, at
+/// most once per poll. Sockets outliving their cgroup keep its id: those ids stay "missing" and
+/// do not make every poll walk the whole hierarchy.
 public final class CgroupPathCache: Sendable {
     public static let shared = CgroupPathCache()
 
     private struct State {
         var mountPoint = ""
         var paths: [UInt64: String] = [:]
+        var missing: Set<UInt64> = []
     }
 
     private let state = Mutex(State())
@@ -125,17 +135,20 @@ public final class CgroupPathCache: Sendable {
 
     /// The path of each id in `ids` that names a live cgroup; the others are absent.
     public func resolve(_ ids: [UInt64], in hierarchy: CgroupHierarchy) throws(CgroupUnavailable) -> [UInt64: String] {
-        var known = state.withLock { $0.mountPoint == hierarchy.mountPoint ? $0.paths : [:] }
+        let known = state.withLock { $0.mountPoint == hierarchy.mountPoint ? $0 : State() }
         var resolved: [UInt64: String] = [:]
         var stale = false
-        for id in ids {
-            if let path = known[id], hierarchy.currentID(of: path) == id { resolved[id] = path } else { stale = true }
+        for id in ids where !known.missing.contains(id) {
+            if let path = known.paths[id], hierarchy.currentID(of: path) == id { resolved[id] = path } else { stale = true }
         }
         guard stale else { return resolved }
-        known = try hierarchy.walk()
-        let fresh = known
-        state.withLock { $0 = State(mountPoint: hierarchy.mountPoint, paths: fresh) }
-        for id in ids { resolved[id] = known[id] }
+        let paths = try hierarchy.walk()
+        resolved = [:]
+        var missing: Set<UInt64> = []
+        for id in ids {
+            if let path = paths[id] { resolved[id] = path } else { missing.insert(id) }
+        }
+        state.withLock { $0 = State(mountPoint: hierarchy.mountPoint, paths: paths, missing: missing) }
         return resolved
     }
 }

@@ -12,6 +12,13 @@ public struct SocketOwners: Sendable {
         /// The name of the process's cgroup (a unit, container, pod) or its path.
         public var cgroup: String
         public var sockets: Int
+
+        public init(pid: Int32, command: String, cgroup: String, sockets: Int) {
+            self.pid = pid
+            self.command = command
+            self.cgroup = cgroup
+            self.sockets = sockets
+        }
     }
 
     /// Heaviest first.
@@ -28,6 +35,18 @@ public struct SocketOwners: Sendable {
     public var processesScanned: Int
     public var fullScan: Bool
     public var problems: [String]
+
+    public init(owners: [Owner], matched: Int, orphaned: Int, unowned: Int, notFound: Int,
+                processesScanned: Int, fullScan: Bool, problems: [String]) {
+        self.owners = owners
+        self.matched = matched
+        self.orphaned = orphaned
+        self.unowned = unowned
+        self.notFound = notFound
+        self.processesScanned = processesScanned
+        self.fullScan = fullScan
+        self.problems = problems
+    }
 
     /// What to look for: sockets in `state` (any when nil) with `port` as local or remote port.
     public struct Query: Sendable {
@@ -55,14 +74,15 @@ public struct SocketOwners: Sendable {
         guard !wanted.isEmpty else { return result }
 
         var namer = CgroupNamer()
-        var counts: [Int32: Int] = [:]
         var scanned: Set<Int32> = []
         func scan(_ pid: Int32) {
             guard scanned.insert(pid).inserted, !wanted.isEmpty else { return }
             let held = socketInodes(pid: pid, procRoot: procRoot, among: wanted)
             guard !held.isEmpty else { return }
-            counts[pid] = held.count
             wanted.subtract(held)
+            // Named at once: a short-lived process may be gone by the end of the scan.
+            result.owners.append(Owner(pid: pid, command: command(pid: pid, procRoot: procRoot),
+                                       cgroup: cgroupName(pid: pid, procRoot: procRoot, namer: &namer), sockets: held.count))
         }
 
         // The sockets' own cgroups first.
@@ -96,10 +116,7 @@ public struct SocketOwners: Sendable {
         if !wanted.isEmpty && getuid() != 0 {
             result.problems.append("\(wanted.count) sockets not found: other users' processes need root")
         }
-        result.owners = counts.map { pid, sockets in
-            Owner(pid: pid, command: command(pid: pid, procRoot: procRoot), cgroup: cgroupName(pid: pid, procRoot: procRoot, namer: &namer),
-                  sockets: sockets)
-        }.sorted { ($0.sockets, $1.pid) > ($1.sockets, $0.pid) }
+        result.owners.sort { ($0.sockets, $1.pid) > ($1.sockets, $0.pid) }
         return result
     }
 

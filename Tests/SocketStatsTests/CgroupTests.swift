@@ -83,3 +83,25 @@ final class CgroupTests: XCTestCase {
         XCTAssertEqual(name("/podcast.service"), "service podcast.service", "\"pod\" inside a unit name is not a pod")
     }
 }
+
+final class CgroupPathCacheTests: XCTestCase {
+    /// A directory tree stands in for a cgroup2 mount: ids are inodes, as on cgroupfs.
+    func testResolvesByInodeAndForgetsRemovedDirectories() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cgroup-cache-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: root) }
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("system.slice/nginx.service"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("gone"), withIntermediateDirectories: true)
+        func inode(_ path: String) throws -> UInt64 {
+            try XCTUnwrap((try FileManager.default.attributesOfItem(atPath: root.path + path))[.systemFileNumber] as? NSNumber).uint64Value
+        }
+        let nginx = try inode("/system.slice/nginx.service")
+        let gone = try inode("/gone")
+        let hierarchy = CgroupHierarchy(mountPoint: root.path)
+        let cache = CgroupPathCache()
+        XCTAssertEqual(try cache.resolve([nginx, gone], in: hierarchy), [nginx: "/system.slice/nginx.service", gone: "/gone"])
+        try FileManager.default.removeItem(at: root.appendingPathComponent("gone"))
+        XCTAssertEqual(try cache.resolve([nginx, gone], in: hierarchy), [nginx: "/system.slice/nginx.service"],
+                       "a removed cgroup's id no longer resolves")
+        XCTAssertEqual(try cache.resolve([nginx, gone, 1], in: hierarchy), [nginx: "/system.slice/nginx.service"])
+    }
+}
