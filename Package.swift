@@ -106,7 +106,7 @@ let package = Package(
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SocketStatsTests", dependencies: ["SocketStats"], exclude: ["Fixtures"]),
-        .testTarget(name: "StatsOutputTests", dependencies: ["StatsOutput", "SocketStats"]),
+        .testTarget(name: "StatsOutputTests", dependencies: ["StatsOutput", "SocketStats", "ZabbixProtocol", "CZlib"]),
         .testTarget(name: "ZabbixProtocolTests", dependencies: ["ZabbixProtocol", "CZlib", "TestSupport"]),
         .testTarget(name: "ZabbixConfigTests", dependencies: ["ZabbixConfig", "ZabbixProtocol", "TestSupport"]),
         .testTarget(

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The push daemon, `zabbix-sockets run`, end to end against a real Zabbix 6.0 server on 127.0.0.1.
 
-Run by e2e/run.py (its runner, `--binary`, `--assume-up`, `-k PATTERN`), ahead of class E2E,
-whose teardown stops the environment under --down.
+Runs on its own (python3 e2e/test_daemon.py [--binary PATH] [--assume-up] [-k PATTERN]) or from
+e2e/run.py; the relay and the sender helpers live in e2e/support.py.
 
 Each scenario has a host of its own with one trapper item `sockets.stats` (value type text); the
 daemon runs with `--sections counts`. "Exactly once" is checked on the clocks the daemon stamps on
@@ -38,22 +38,15 @@ import json
 import os
 import secrets
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import unittest
-import zlib
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-import zbxapi  # noqa: E402
+import support
+from support import HOST_GROUP, ROOT, Relay, tally, zabbix_env, zbxapi, zbxd_request
 
-HOST_GROUP = "zabbix-sockets e2e"
 ITEM_KEY = "sockets.stats"
 PREFIX = "zabbix-sockets-e2e-daemon-"
 HOSTS = {name: PREFIX + name for name in ("dedup", "dedup2", "outage", "ack", "psk", "corrupt", "refusal", "soak")}
@@ -65,108 +58,6 @@ SOAK_WARMUP = 200
 SOAK_INTERVAL = 0.02
 RSS_GROWTH_MAX_KIB = 5 * 1024
 FD_DRIFT_MAX = 2
-
-
-class Settings:
-    """run.py's Config (binary, assume_up and, once read, env), handed over by `load`."""
-    source = None
-
-
-def load(loader, config):
-    """Hook for e2e/run.py: these tests, reading `config` when they run (not when loaded)."""
-    Settings.source = config
-    return loader.loadTestsFromTestCase(DaemonTests)
-
-
-zabbix_env = zbxapi.zabbix_env
-
-
-# ------------------------------------------------------------------------------------ wire
-def read_frame(sock):
-    """One ZBXD frame from `sock` (reference section 1): (whole frame bytes, payload bytes)."""
-    def exactly(n):
-        buf = b""
-        while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError(f"closed after {len(buf)} of {n} bytes")
-            buf += chunk
-        return buf
-    head = exactly(5)
-    if head[:4] != b"ZBXD":
-        raise ConnectionError(f"not a ZBXD frame: {head!r}")
-    flags = head[4]
-    sizes = exactly(16 if flags & 0x04 else 8)
-    datalen, reserved = struct.unpack("<QQ" if flags & 0x04 else "<II", sizes)
-    data = exactly(datalen)
-    payload = zlib.decompress(data) if flags & 0x02 else data
-    return head + sizes + data, payload
-
-
-def zbxd_request(payload, port, timeout=10):
-    """A tiny sender client: one JSON request, one JSON reply."""
-    data = json.dumps(payload).encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(b"ZBXD\x01" + struct.pack("<II", len(data), 0) + data)
-        _, reply = read_frame(s)
-    return json.loads(reply)
-
-
-def tally(info):
-    """"processed: 1; failed: 2; total: 3; ..." -> (1, 2)."""
-    fields = dict(part.strip().split(": ", 1) for part in info.split(";") if ": " in part)
-    return int(fields["processed"]), int(fields["failed"])
-
-
-class Relay:
-    """Loopback relay to the trapper that forwards one request per connection and, by `mode`:
-    "pass" forwards the reply; "swallow" reads the server's reply and closes without passing it
-    on (the server has the values, the sender never learns it); "reject" closes at once."""
-
-    def __init__(self, upstream_port, mode="pass"):
-        self.upstream = ("127.0.0.1", upstream_port)
-        self.mode = mode
-        self.replies = []            # (mode, info) of every reply the server gave
-        self.rejected = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(10)
-        self.listener.close()
-
-    def swallowed(self):
-        return [info for mode, info in self.replies if mode == "swallow"]
-
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with client:
-                mode = self.mode
-                if mode == "reject":
-                    self.rejected += 1
-                    continue
-                try:
-                    client.settimeout(10)
-                    request, _ = read_frame(client)
-                    with socket.create_connection(self.upstream, timeout=10) as up:
-                        up.sendall(request)
-                        reply, payload = read_frame(up)
-                    self.replies.append((mode, json.loads(payload).get("info", "")))
-                    if mode == "pass":
-                        client.sendall(reply)
-                except (OSError, ValueError):
-                    continue
 
 
 # ------------------------------------------------------------------------------------ buffer files
@@ -317,7 +208,7 @@ class Daemon:
 
 
 # ------------------------------------------------------------------------------------ tests
-class DaemonTests(unittest.TestCase):
+class DaemonTests(support.ZabbixCase):
     """Hosts of its own per scenario; tests run in name order, each independent of the others."""
 
     api = None
@@ -328,25 +219,14 @@ class DaemonTests(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        src = Settings.source
-        cls.binary = os.path.abspath(src.binary)
-        if not src.assume_up:
-            zabbix_env("up")
-        env = dict(getattr(src, "env", None) or {})
-        if not env:
-            out = zabbix_env("env", timeout=30)
-            env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        cls.env = env
+        super().setUpClass()
+        env = cls.env
         cls.port = int(env["ZBX_SERVER_PORT"])
         cls.server_conf = env["ZBX_SERVER_CONF"]
         cls.tmp = tempfile.TemporaryDirectory(prefix="zabbix-sockets-daemon-")
         cls.key = secrets.token_hex(32)
         cls.psk_file = cls._write("right.psk", cls.key + "\n")
         cls.wrong_psk_file = cls._write("wrong.psk", secrets.token_hex(32) + "\n")
-
-        cls.api = zbxapi.ZabbixAPI(env["ZBX_API_URL"])
-        zbxapi.wait_until(cls.api.version, 30, 1, "API")
-        cls.api.login()
         groupid = cls.api.ensure_hostgroup(HOST_GROUP)
         t0 = time.monotonic()
         for name, host in HOSTS.items():
@@ -404,11 +284,8 @@ class DaemonTests(unittest.TestCase):
 
     @classmethod
     def zabbix_sender_psk(cls, value):
-        r = subprocess.run(["zabbix_sender", "-z", "127.0.0.1", "-p", str(cls.port), "-s", HOSTS["psk"],
-                            "-k", ITEM_KEY, "-o", value, "--tls-connect", "psk",
-                            "--tls-psk-identity", PSK_IDENTITY, "--tls-psk-file", cls.psk_file],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
-        return (r.returncode == 0 and "processed: 1; failed: 0" in r.stdout), r.stdout
+        return support.zabbix_sender(HOSTS["psk"], ITEM_KEY, value, cls.port,
+                                     psk=(PSK_IDENTITY, cls.psk_file))
 
     def daemon(self, label, name, buffer_dir, *extra, **kw):
         log_path = os.path.join(self.tmp.name, f"{label}.log")
@@ -709,8 +586,11 @@ class DaemonTests(unittest.TestCase):
         time.sleep(4)                                      # 16 new collections
         self.assertEqual(d2.stop(), 0, d2.log())
         records = [r for path in segments(buf) for r in read_segment(path)[0]]
-        want = {(r["clock"], r["ns"]) for r in records}
-        new = {k for k in want if k[0] + k[1] / 1e9 > t_restart}
+        # what the daemon still holds at its stop (a busy machine may leave the newest value
+        # undelivered) stays in the buffer for the next run: not lost, not expected in history yet
+        acked = min(read_state(buf)["positions"].values())
+        want = {(r["clock"], r["ns"]) for r in records if r["sequence"] <= acked}
+        new = {(r["clock"], r["ns"]) for r in records if r["clock"] + r["ns"] / 1e9 > t_restart}
         self.assertGreaterEqual(len(new), 10)
         try:
             zbxapi.wait_until(lambda: len(self.values("corrupt", t0 - 1)) >= len(want), 15, 0.5,
@@ -769,10 +649,12 @@ class DaemonTests(unittest.TestCase):
         zbxapi.wait_until(lambda: (collected(buf) or 0) >= SOAK_WARMUP, 60, 0.2, f"{SOAK_WARMUP} cycles")
         start = {"cycles": collected(buf), "rss": rss_kib(d.pid), "fds": fd_count(d.pid),
                  "cpu": cpu_seconds(d.pid), "t": time.time()}
-        zbxapi.wait_until(lambda: (collected(buf) or 0) >= SOAK_CYCLES // 2, SOAK_CYCLES * SOAK_INTERVAL * 1.5, 0.5,
+        # bounds of 4x the nominal time: on a machine busy with other work a debug build at 50 Hz
+        # falls behind (the claim here is flat memory and descriptors, not speed)
+        zbxapi.wait_until(lambda: (collected(buf) or 0) >= SOAK_CYCLES // 2, SOAK_CYCLES * SOAK_INTERVAL * 4, 0.5,
                           f"{SOAK_CYCLES // 2} cycles")
         middle = {"cycles": collected(buf), "rss": rss_kib(d.pid), "fds": fd_count(d.pid)}
-        zbxapi.wait_until(lambda: (collected(buf) or 0) >= SOAK_CYCLES, SOAK_CYCLES * SOAK_INTERVAL * 1.5, 0.5,
+        zbxapi.wait_until(lambda: (collected(buf) or 0) >= SOAK_CYCLES, SOAK_CYCLES * SOAK_INTERVAL * 4, 0.5,
                           f"{SOAK_CYCLES} cycles")
         end = {"cycles": collected(buf), "rss": rss_kib(d.pid), "fds": fd_count(d.pid),
                "cpu": cpu_seconds(d.pid), "t": time.time()}
@@ -789,7 +671,7 @@ class DaemonTests(unittest.TestCase):
         self.assertNotIn("error", d.log())
         t_hist = time.time()
         rows = zbxapi.wait_until(lambda: len(v := self.values("soak", t0 - 1, with_value=False)) >= cycles and v,
-                                 60, 1, f"{cycles} values in history")
+                                 180, 1, f"{cycles} values in history")    # a busy server syncs slowly
         self.assertEqual(len(rows), cycles)
         self.assertEqual(len({(c, ns) for c, ns, _ in rows}), cycles, "no value twice")
         span = end["t"] - start["t"]
@@ -805,3 +687,5 @@ class DaemonTests(unittest.TestCase):
 
 
 # ------------------------------------------------------------------------------------ main
+if __name__ == "__main__":
+    sys.exit(support.main([sys.modules[__name__]]))

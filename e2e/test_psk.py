@@ -2,8 +2,8 @@
 """TLS-PSK end to end: `zabbix-sockets send --tls-connect psk` against a real Zabbix 6.0 server
 (Debian's, built with GnuTLS: TLS 1.2 only) on 127.0.0.1.
 
-Run by e2e/run.py (its runner, `--binary`, `--assume-up`, `-k PATTERN`), ahead of class E2E,
-whose teardown stops the environment under --down.
+Runs on its own (python3 e2e/test_psk.py [--binary PATH] [--assume-up] [-k PATTERN]) or from
+e2e/run.py; the TLS relay and zabbix_sender helper live in e2e/support.py.
 
 What it proves, on a host that accepts only PSK (tls_accept=2) with one trapper item:
   - the set-up is right: the real zabbix_sender with the same PSK gets "processed: 1" and the
@@ -24,22 +24,16 @@ Standard library only; every wait is bounded by time and count; all traffic stay
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-import zbxapi  # noqa: E402
+import support
+from support import HOST_GROUP, HandshakeRelay, zbxapi
 
 PSK_HOST = "zabbix-sockets-e2e-psk"
-HOST_GROUP = "zabbix-sockets e2e"
 ITEM_KEY = "sockets.stats"             # what `zabbix-sockets send` sends, stored as text
 IDENTITY = "zabbix-sockets e2e PSK 001"
 SUITES = {0xC035: "ECDHE-PSK-AES128-CBC-SHA", 0x008C: "PSK-AES128-CBC-SHA",
@@ -49,120 +43,8 @@ SEND_TIMEOUT_S = 20                    # -t given to the sends that must fail fa
 PROMPT_S = 5                           # "at once": far below SEND_TIMEOUT_S
 
 
-class Settings:
-    """run.py's Config (binary, assume_up and, once read, env), handed over by `load`."""
-    source = None
-
-
-def load(loader, config):
-    """Hook for e2e/run.py: these tests, reading `config` when they run (not when loaded)."""
-    Settings.source = config
-    return loader.loadTestsFromTestCase(PSKTests)
-
-
-zabbix_env = zbxapi.zabbix_env
-
-
-# ------------------------------------------------------------------------------------ TLS relay
-class HandshakeRelay:
-    """A loopback TCP relay to the trapper that reads the cleartext TLS handshake records going
-    through it: the ClientHello's suites and, from the ServerHello, the version and the suite the
-    server chose. Times the handshake from the first client byte to the server's
-    ChangeCipherSpec. Serves connections one after another until closed."""
-
-    def __init__(self, upstream_port):
-        self.upstream = ("127.0.0.1", upstream_port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.5)
-        self.port = self.listener.getsockname()[1]
-        self.seen = []                 # one dict per connection
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(10)
-        self.listener.close()
-
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            info = {"client_suites": None, "version": None, "suite": None, "handshake_ms": None}
-            self.seen.append(info)
-            try:
-                server = socket.create_connection(self.upstream, timeout=30)
-            except OSError:
-                client.close()
-                continue
-            started = {}
-            up = threading.Thread(target=self._pump, args=(client, server, info, "client", started))
-            down = threading.Thread(target=self._pump, args=(server, client, info, "server", started))
-            up.start(), down.start()
-            up.join(60), down.join(60)
-            for s in (client, server):
-                s.close()
-
-    @staticmethod
-    def _pump(src, dst, info, side, started):
-        src.settimeout(30)
-        buf, parsing = b"", True
-        while True:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                try:
-                    dst.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-                return
-            if side == "client" and "t0" not in started:
-                started["t0"] = time.monotonic()
-            if parsing:
-                buf += data
-                parsing = HandshakeRelay._parse(buf, info, side, started)
-            try:
-                dst.sendall(data)
-            except OSError:
-                return
-
-    @staticmethod
-    def _parse(buf, info, side, started):
-        """Reads whole records from the start of `buf`; False once past the cleartext part."""
-        offset = 0
-        while len(buf) >= offset + 5:
-            rtype, length = buf[offset], int.from_bytes(buf[offset + 3:offset + 5], "big")
-            if len(buf) < offset + 5 + length:
-                return True
-            body = buf[offset + 5:offset + 5 + length]
-            if rtype == 0x14:          # ChangeCipherSpec: what follows is encrypted
-                if side == "server" and "t0" in started:
-                    info["handshake_ms"] = (time.monotonic() - started["t0"]) * 1000
-                return False
-            if rtype == 0x16 and body and body[0] == 1 and side == "client":     # ClientHello
-                sid = body[38]
-                n = int.from_bytes(body[39 + sid:41 + sid], "big")
-                info["client_suites"] = [int.from_bytes(body[41 + sid + i:43 + sid + i], "big")
-                                         for i in range(0, n, 2)]
-            if rtype == 0x16 and body and body[0] == 2 and side == "server":     # ServerHello
-                info["version"] = int.from_bytes(body[4:6], "big")
-                sid = body[38]
-                info["suite"] = int.from_bytes(body[39 + sid:41 + sid], "big")
-            if rtype == 0x15:          # an alert in clear
-                info["alert"] = body.hex()
-            offset += 5 + length
-        return True
-
-
 # ------------------------------------------------------------------------------------ tests
-class PSKTests(unittest.TestCase):
+class PSKTests(support.ZabbixCase):
     """One PSK-only host; tests run in name order, each proving its own claim."""
 
     api = None
@@ -171,15 +53,8 @@ class PSKTests(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        src = Settings.source
-        cls.binary = os.path.abspath(src.binary)
-        if not src.assume_up:
-            zabbix_env("up")            # idempotent: quick when run.py brought it up already
-        env = dict(getattr(src, "env", None) or {})
-        if not env:
-            out = zabbix_env("env", timeout=30)
-            env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        cls.env = env
+        super().setUpClass()
+        env = cls.env
         cls.port = int(env["ZBX_SERVER_PORT"])
         cls.server_conf = env["ZBX_SERVER_CONF"]
         cls.server_log = env["ZBX_SERVER_LOG"]
@@ -188,10 +63,6 @@ class PSKTests(unittest.TestCase):
         cls.wrong_key = secrets.token_hex(32)
         cls.psk_file = cls._write("right.psk", cls.key + "\n")
         cls.wrong_psk_file = cls._write("wrong.psk", cls.wrong_key + "\n")
-
-        cls.api = zbxapi.ZabbixAPI(env["ZBX_API_URL"])
-        zbxapi.wait_until(cls.api.version, 30, 1, "API")
-        cls.api.login()
         cls.api.delete_host(PSK_HOST)
         groupid = cls.api.ensure_hostgroup(HOST_GROUP)
         cls.hostid = cls.api.call("host.create", {
@@ -229,11 +100,8 @@ class PSKTests(unittest.TestCase):
     @classmethod
     def zabbix_sender(cls, value, port=None):
         """The real zabbix_sender with the PSK: (processed, output)."""
-        r = subprocess.run(["zabbix_sender", "-z", "127.0.0.1", "-p", str(port or cls.port), "-s", PSK_HOST,
-                            "-k", ITEM_KEY, "-o", value, "--tls-connect", "psk",
-                            "--tls-psk-identity", IDENTITY, "--tls-psk-file", cls.psk_file],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
-        return (r.returncode == 0 and "processed: 1; failed: 0" in r.stdout), r.stdout
+        return support.zabbix_sender(PSK_HOST, ITEM_KEY, value, port or cls.port,
+                                     psk=(IDENTITY, cls.psk_file))
 
     def send(self, *args, port=None):
         """`zabbix-sockets send` to the PSK host: (returncode, stdout, stderr, seconds)."""
@@ -412,3 +280,5 @@ class PSKTests(unittest.TestCase):
 
 
 # ------------------------------------------------------------------------------------ main
+if __name__ == "__main__":
+    sys.exit(support.main([sys.modules[__name__]]))

@@ -23,10 +23,12 @@ IMPORT_RULES = {
     "groups": {"createMissing": True},
     "templates": {"createMissing": True, "updateExisting": True},
     "templateLinkage": {"createMissing": True},
-    "items": {"createMissing": True, "updateExisting": True},
-    "triggers": {"createMissing": True, "updateExisting": True},
-    "graphs": {"createMissing": True, "updateExisting": True},
-    "discoveryRules": {"createMissing": True, "updateExisting": True},
+    # deleteMissing: what a newer template version drops (a trigger, an item) goes on re-import
+    "items": {"createMissing": True, "updateExisting": True, "deleteMissing": True},
+    "triggers": {"createMissing": True, "updateExisting": True, "deleteMissing": True},
+    "graphs": {"createMissing": True, "updateExisting": True, "deleteMissing": True},
+    "discoveryRules": {"createMissing": True, "updateExisting": True, "deleteMissing": True},
+    "templateDashboards": {"createMissing": True, "updateExisting": True, "deleteMissing": True},
     "valueMaps": {"createMissing": True, "updateExisting": True},
 }
 

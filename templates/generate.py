@@ -10,10 +10,12 @@ vs. trapper). Output is deterministic: fixed export date, UUIDs derived from sta
 dict-order or locale dependence. Standard library only; the YAML is written by hand in the layout
 Zabbix 6.0 exports use ("-" on its own line, single quotes where Zabbix's dumper quotes).
 
-Tables: ITEMS (per-state counts), KERNEL_COUNTERS / KERNEL_GAUGES / KERNEL_LIMITS (the kernel
-section), EPHEMERAL_ITEMS, DISCOVERY_RULES with their *_PROTOTYPES and TRIGGER_PROTOTYPES,
-TRIGGERS (one item: exported under the item; several items: in the top-level `triggers`), MACROS,
-graphs. To add something: add a row, run this script, commit both YAMLs. UUIDs come from the
+Tables: STATE_COLOURS (one colour per state in every graph), ITEMS (per-state counts),
+KERNEL_COUNTERS / KERNEL_GAUGES / KERNEL_LIMITS (the kernel section), LIMIT_RATIOS (use of a limit
+in percent, JavaScript), EPHEMERAL_ITEMS, DISCOVERY_RULES with their *_PROTOTYPES and
+TRIGGER_PROTOTYPES, TRIGGERS (one item: exported under the item; several items: in the top-level
+`triggers`), MACROS, EXTRA_GRAPHS, DASHBOARD_ROWS. Which items are throttled follows from the
+triggers (see heartbeat()). To add something: add a row, run this script, commit both YAMLs. UUIDs come from the
 template slug, the kind of object and its key or id (template graphs: their name): renaming an
 item or trigger keeps its uuid, changing a key or id makes a new object on the next import.
 """
@@ -27,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Bump by hand when the templates change in a way users should notice (Zabbix shows it nowhere but
 # in the file); it is fixed so that regenerating gives identical bytes.
-EXPORT_DATE = "2025-11-26T00:00:00Z"
+EXPORT_DATE = "2026-11-29T00:00:00Z"
 # The release version, from the one place it is written.
 with open(os.path.join(HERE, "..", "Sources", "zabbix-sockets", "Version.swift"), encoding="utf-8") as _f:
     TEMPLATE_VERSION = re.search(r'^let zabbixSocketsVersion = "([^"]+)"$', _f.read(), re.M).group(1)
@@ -63,8 +65,7 @@ TEMPLATES = [
                 "only: the numbers live on in the dependent items."
             ),
         },
-        "macros": ["{$SOCKETS.INTERVAL}", "{$SOCKETS.NODATA.TIMEOUT}", "{$SOCKETS.CLOSE_WAIT.MAX}",
-                   "{$SOCKETS.SYN_RECV.MAX}", "{$SOCKETS.TIME_WAIT.MAX}"],
+        "macros": ["{$SOCKETS.INTERVAL}", "{$SOCKETS.NODATA.TIMEOUT}"],
         "nodata_hint": (
             "The server has had no value of sockets.stats for {$SOCKETS.NODATA.TIMEOUT}, so every "
             "socket count of this host is stale.\n"
@@ -100,8 +101,7 @@ TEMPLATES = [
                 "numbers live on in the dependent items."
             ),
         },
-        "macros": ["{$SOCKETS.NODATA.TIMEOUT}", "{$SOCKETS.CLOSE_WAIT.MAX}",
-                   "{$SOCKETS.SYN_RECV.MAX}", "{$SOCKETS.TIME_WAIT.MAX}"],
+        "macros": ["{$SOCKETS.NODATA.TIMEOUT}"],
         "nodata_hint": (
             "The server has received no value of sockets.stats for {$SOCKETS.NODATA.TIMEOUT}, so "
             "every socket count of this host is stale.\n"
@@ -125,15 +125,23 @@ MACROS = {
         "10m", "How long sockets.stats may stay without a new value before the no-data "
                "trigger fires."),
     "{$SOCKETS.CLOSE_WAIT.MAX}": (
-        "100", "CLOSE_WAIT sockets above this count for 5 minutes raise a problem."),
-    "{$SOCKETS.SYN_RECV.MAX}": (
-        "200", "SYN_RECV (half-open incoming) sockets above this count for 5 minutes raise a "
-               "problem."),
-    "{$SOCKETS.TIME_WAIT.MAX}": (
-        "20000", "TIME_WAIT sockets above this count for 5 minutes raise a problem. Linux "
-                 "offers about 28,000 local ports by default (net.ipv4.ip_local_port_range), "
-                 "so this default warns before connections to one destination run out of "
-                 "ports."),
+        "100", "CLOSE_WAIT sockets (all ports) above this count for 15 minutes raise a problem. "
+               "CLOSE_WAIT has no kernel limit and never expires, so a count that stays up is "
+               "a program that does not close what its peers closed."),
+    "{$SOCKETS.SYN_QUEUE_FULL.MAX}": (
+        "1", "SYNs that met a full SYN queue (dropped, or answered with a SYN cookie) per "
+             "second, 5-minute average, above which a problem is raised. This is the kernel "
+             "saying a listener's SYN queue is at its limit; a count of SYN_RECV sockets alone "
+             "is not."),
+    "{$SOCKETS.LISTEN.EPHEMERAL}": (
+        "0", "1 = listening ports inside the host's ephemeral range (net.ipv4.ip_local_port_range) "
+             "get items too. By default they are left out of discovery: RPC services, Java RMI "
+             "and development servers listen on random high ports that come and go, and would "
+             "create and delete items again and again."),
+    "{$SOCKETS.LISTEN.PORT.MAX}": (
+        "50", "At most this many listening ports get items (the lowest port numbers first, "
+              "counted after the ephemeral-range rule and before the MATCHES/NOT_MATCHES "
+              "filters). Bounds the host's item count: 13 items per port. -1 = no limit."),
     "{$SOCKETS.LISTEN.PORT.MATCHES}": (
         ".*", "Listening ports discovery: only ports whose number matches this regular "
               "expression get items."),
@@ -156,11 +164,12 @@ MACROS = {
         "5m", "How long the accept queue of a port must stay above {$SOCKETS.ACCEPTQ.PCT.MAX}% "
               "of its backlog before a problem is raised."),
     "{$SOCKETS.PORT.CLOSE_WAIT.MAX}": (
-        "50", "Connections to one listening port in CLOSE_WAIT above this count for 5 minutes "
+        "50", "Connections to one listening port in CLOSE_WAIT above this count for 15 minutes "
               "raise a problem. Per port with context: {$SOCKETS.PORT.CLOSE_WAIT.MAX:\"8080\"}."),
     "{$SOCKETS.LISTEN_OVERFLOWS.MAX}": (
         "1", "Listen queue overflows per second (TcpExt ListenOverflows, all ports together) "
-             "above this 5-minute average raise a problem."),
+             "above this 5-minute average raise a problem, unless a discovered port's accept "
+             "queue trigger already names the cause."),
     "{$SOCKETS.ORPHANS.PCT.WARN}": (
         "25", "Orphaned TCP sockets above this percentage of net.ipv4.tcp_max_orphans for 5 "
               "minutes raise a warning."),
@@ -180,7 +189,8 @@ MACROS = {
 
 # Macros of both templates, after each template's own list.
 COMMON_MACROS = [
-    "{$SOCKETS.LISTEN.PORT.MATCHES}", "{$SOCKETS.LISTEN.PORT.NOT_MATCHES}",
+    "{$SOCKETS.CLOSE_WAIT.MAX}", "{$SOCKETS.SYN_QUEUE_FULL.MAX}",
+    "{$SOCKETS.LISTEN.EPHEMERAL}", "{$SOCKETS.LISTEN.PORT.MAX}", "{$SOCKETS.LISTEN.PORT.MATCHES}", "{$SOCKETS.LISTEN.PORT.NOT_MATCHES}",
     "{$SOCKETS.REMOTE.PORT.MATCHES}", "{$SOCKETS.REMOTE.PORT.NOT_MATCHES}",
     "{$SOCKETS.ACCEPTQ.PCT.MAX}", "{$SOCKETS.ACCEPTQ.PERIOD}", "{$SOCKETS.PORT.CLOSE_WAIT.MAX}",
     "{$SOCKETS.LISTEN_OVERFLOWS.MAX}", "{$SOCKETS.ORPHANS.PCT.WARN}", "{$SOCKETS.ORPHANS.PCT.HIGH}",
@@ -188,63 +198,72 @@ COMMON_MACROS = [
 ]
 
 # ---------------------------------------------------------------------------------------------
+# One colour per socket state, in every graph (host-wide, per listening port, per remote port).
+STATE_COLOURS = {
+    "listen": "1A7C11", "syn_sent": "F63100", "syn_recv": "2774A4", "established": "A54F10",
+    "fin_wait1": "FC6EA3", "close_wait": "6C59DC", "fin_wait2": "AC8C14", "last_ack": "611F27",
+    "time_wait": "F230E0", "closing": "5CCD18", "close": "BB2A02",
+    "udp_established": "5A2B57", "udp_unconn": "89ABF8",
+}
+
+# ---------------------------------------------------------------------------------------------
 # Dependent items: one row per number taken from the JSON. Columns:
 #   key, JSONPath, item name, graph colour (None = not in the "by state" graph), description.
 # The order of rows is the order of the stacked graph (bottom to top) and of the YAML.
 ITEMS = [
-    ("sockets.tcp[listen]", "$.tcp.listen", "TCP sockets: LISTEN", "1A7C11",
+    ("sockets.tcp[listen]", "$.tcp.listen", "TCP sockets: LISTEN", STATE_COLOURS["listen"],
      "Sockets that wait for incoming connections, one per listening address and port "
      "(ss: LISTEN). The number moves only when services start, stop or open new ports, so an "
      "unexpected change deserves a look at `ss -tlnp`."),
-    ("sockets.tcp[syn_sent]", "$.tcp.syn_sent", "TCP sockets: SYN_SENT", "F63100",
+    ("sockets.tcp[syn_sent]", "$.tcp.syn_sent", "TCP sockets: SYN_SENT", STATE_COLOURS["syn_sent"],
      "Outgoing connection attempts: a SYN went out and the peer has not answered yet "
      "(ss: SYN-SENT). Normally close to zero. A count that stays up means peers that do not "
      "answer: a remote service down, a firewall dropping packets silently, a routing problem. "
      "`ss -tan state syn-sent` lists the destinations."),
-    ("sockets.tcp[syn_recv]", "$.tcp.syn_recv", "TCP sockets: SYN_RECV", "2774A4",
+    ("sockets.tcp[syn_recv]", "$.tcp.syn_recv", "TCP sockets: SYN_RECV", STATE_COLOURS["syn_recv"],
      "Incoming connections half-way through the handshake: the SYN arrived and was answered, "
      "the client's final ACK has not (ss: SYN-RECV; pending connection requests included). "
      "Many of them suggest a SYN flood, clients on a lossy path, or a listener whose accept "
      "queue is full."),
-    ("sockets.tcp[established]", "$.tcp.established", "TCP sockets: ESTABLISHED", "A54F10",
+    ("sockets.tcp[established]", "$.tcp.established", "TCP sockets: ESTABLISHED", STATE_COLOURS["established"],
      "Open connections that can carry data both ways (ss: ESTAB). This is the working state; "
      "the count follows clients, upstream connections and connection pools. A jump suggests a "
      "traffic surge, clients that do not reuse connections or slow back ends holding them "
      "longer; a drop, an outage on the service or the network."),
-    ("sockets.tcp[fin_wait1]", "$.tcp.fin_wait1", "TCP sockets: FIN_WAIT1", "FC6EA3",
+    ("sockets.tcp[fin_wait1]", "$.tcp.fin_wait1", "TCP sockets: FIN_WAIT1", STATE_COLOURS["fin_wait1"],
      "This host closed its side and waits for the peer to acknowledge that (ss: FIN-WAIT-1). "
      "Usually gone in milliseconds; many of them point at peers that became unreachable or "
      "stopped reading while data was still queued for them."),
-    ("sockets.tcp[close_wait]", "$.tcp.close_wait", "TCP sockets: CLOSE_WAIT", "6C59DC",
+    ("sockets.tcp[close_wait]", "$.tcp.close_wait", "TCP sockets: CLOSE_WAIT", STATE_COLOURS["close_wait"],
      "The peer has closed the connection, but the local program has not closed its socket yet "
      "(ss: CLOSE-WAIT). They do not expire by themselves: each stays until the owning process "
      "closes it or exits. A high or growing count nearly always means a program that leaks "
      "connections (a pool or client that never closes broken ones); "
      "`ss -tanp state close-wait` names the process."),
-    ("sockets.tcp[fin_wait2]", "$.tcp.fin_wait2", "TCP sockets: FIN_WAIT2", "AC8C14",
+    ("sockets.tcp[fin_wait2]", "$.tcp.fin_wait2", "TCP sockets: FIN_WAIT2", STATE_COLOURS["fin_wait2"],
      "This host's close was acknowledged; it now waits for the peer to close its side "
      "(ss: FIN-WAIT-2). Peers that keep half-closed connections open collect here; sockets "
      "whose process has already let go are dropped by the kernel after "
      "net.ipv4.tcp_fin_timeout."),
-    ("sockets.tcp[last_ack]", "$.tcp.last_ack", "TCP sockets: LAST_ACK", "611F27",
+    ("sockets.tcp[last_ack]", "$.tcp.last_ack", "TCP sockets: LAST_ACK", STATE_COLOURS["last_ack"],
      "The peer closed first, the local program closed afterwards, and this host waits for the "
      "final acknowledgement (ss: LAST-ACK). Usually brief; a lasting count points at peers "
      "that went away."),
-    ("sockets.tcp[time_wait]", "$.tcp.time_wait", "TCP sockets: TIME_WAIT", "F230E0",
+    ("sockets.tcp[time_wait]", "$.tcp.time_wait", "TCP sockets: TIME_WAIT", STATE_COLOURS["time_wait"],
      "Connections this host closed first, kept for a fixed 60 seconds on Linux so that late "
      "packets cannot be taken for a new connection (ss: TIME-WAIT). Normal on busy clients and "
      "proxies. A very high count means many short-lived connections and can use up local "
      "ports towards one destination; keep-alive and connection pooling reduce it."),
-    ("sockets.tcp[closing]", "$.tcp.closing", "TCP sockets: CLOSING", "5CCD18",
+    ("sockets.tcp[closing]", "$.tcp.closing", "TCP sockets: CLOSING", STATE_COLOURS["closing"],
      "Both ends closed at the same moment and this host still waits for the acknowledgement of "
      "its own close (ss: CLOSING). Rare; a lasting count suggests packet loss on the path."),
-    ("sockets.tcp[close]", "$.tcp.close", "TCP sockets: CLOSE", "BB2A02",
+    ("sockets.tcp[close]", "$.tcp.close", "TCP sockets: CLOSE", STATE_COLOURS["close"],
      "Sockets the kernel lists in the CLOSE state (ss: UNCONN for TCP). A connection passes "
      "through it only briefly while being torn down, so this is normally 0."),
-    ("sockets.udp[established]", "$.udp.established", "UDP sockets: connected", "5A2B57",
+    ("sockets.udp[established]", "$.udp.established", "UDP sockets: connected", STATE_COLOURS["udp_established"],
      "UDP sockets tied to one remote address with connect() (ss: ESTAB), as some DNS "
      "resolvers, syslog, metrics or QUIC clients use them."),
-    ("sockets.udp[unconn]", "$.udp.unconn", "UDP sockets: unconnected", "89ABF8",
+    ("sockets.udp[unconn]", "$.udp.unconn", "UDP sockets: unconnected", STATE_COLOURS["udp_unconn"],
      "UDP sockets that are bound but not tied to one peer (ss: UNCONN): services such as DNS, "
      "NTP or syslog, and clients that address each datagram themselves."),
     ("sockets.tcp[total]", "$.tcp.total", "TCP sockets: total", None,
@@ -261,7 +280,7 @@ MASTER_HISTORY = "1h"
 
 # Extra graphs besides the stacked "by state" one: (name, [(key, colour), ...])
 EXTRA_GRAPHS = [
-    ("Sockets: totals", [("sockets.tcp[total]", "1A7C11"), ("sockets.udp[total]", "2774A4")]),
+    ("Sockets: totals", [("sockets.tcp[total]", "0040FF"), ("sockets.udp[total]", "00BFFF")]),
     ("Sockets: listen queue drops per second", [
         ("sockets.kernel[TcpExt_ListenOverflows]", "F63100"),
         ("sockets.kernel[TcpExt_ListenDrops]", "A54F10"),
@@ -279,6 +298,13 @@ EXTRA_GRAPHS = [
         ("sockets.kernel[TCP_inuse]", "2774A4"),
         ("sockets.kernel[TCP_tw]", "F230E0"),
         ("sockets.kernel[TCP_orphan]", "F63100")]),
+    ("Sockets: use of kernel limits (%)", [
+        ("sockets.limit_pct[tw_buckets]", STATE_COLOURS["time_wait"]),
+        ("sockets.limit_pct[orphans]", "F63100"),
+        ("sockets.limit_pct[tcp_mem]", "2774A4"),
+        ("sockets.limit_pct[conntrack]", "A54F10"),
+        ("sockets.ephemeral[pressure_pct]", "1A7C11"),
+        ("sockets.listen.max_queue_pct", "6C59DC")]),
     ("Sockets: TCP memory (pages)", [
         ("sockets.kernel[TCP_mem]", "1A7C11"),
         ("sockets.kernel[tcp_mem_pressure]", "FC6EA3"),
@@ -320,14 +346,14 @@ TRIGGERS = [
     {
         "id": "close_wait_high",
         "item": "sockets.tcp[close_wait]",
-        "expr": "min(/{T}/sockets.tcp[close_wait],5m)>{$SOCKETS.CLOSE_WAIT.MAX}",
-        "name": "Sockets: high number of CLOSE_WAIT sockets (over {$SOCKETS.CLOSE_WAIT.MAX} for 5m)",
+        "expr": "min(/{T}/sockets.tcp[close_wait],15m)>{$SOCKETS.CLOSE_WAIT.MAX}",
+        "name": "Sockets: high number of CLOSE_WAIT sockets (over {$SOCKETS.CLOSE_WAIT.MAX} for 15m)",
         "opdata": "Current: {ITEM.LASTVALUE1}",
         "priority": "WARNING",
         "scope": "capacity",
         "depends": "close_wait_growing",
         "description": (
-            "More than {$SOCKETS.CLOSE_WAIT.MAX} TCP sockets have been in CLOSE_WAIT for 5 "
+            "More than {$SOCKETS.CLOSE_WAIT.MAX} TCP sockets have been in CLOSE_WAIT for 15 "
             "minutes: their peers have closed, but a local program keeps the sockets open. The "
             "kernel does not clean these up; only the program can.\n"
             "Where to look:\n"
@@ -338,43 +364,28 @@ TRIGGERS = [
         ),
     },
     {
-        "id": "syn_recv_high",
-        "item": "sockets.tcp[syn_recv]",
-        "expr": "min(/{T}/sockets.tcp[syn_recv],5m)>{$SOCKETS.SYN_RECV.MAX}",
-        "name": "Sockets: high number of SYN_RECV sockets (over {$SOCKETS.SYN_RECV.MAX} for 5m)",
-        "opdata": "Current: {ITEM.LASTVALUE1}",
+        "id": "syn_queue_full",
+        "expr": ("avg(/{T}/sockets.kernel[TcpExt_TCPReqQFullDrop],5m)"
+                 "+avg(/{T}/sockets.kernel[TcpExt_TCPReqQFullDoCookies],5m)"
+                 ">{$SOCKETS.SYN_QUEUE_FULL.MAX}"),
+        "name": "Sockets: SYN queues full (over {$SOCKETS.SYN_QUEUE_FULL.MAX}/s on average for 5m)",
+        "opdata": "Dropped: {ITEM.LASTVALUE1}/s, cookies: {ITEM.LASTVALUE2}/s",
         "priority": "WARNING",
         "scope": "performance",
         "description": (
-            "More than {$SOCKETS.SYN_RECV.MAX} incoming connections have been stuck half-way "
-            "through the TCP handshake for 5 minutes. Causes: a SYN flood, clients on a path "
-            "that loses the final ACK, or a listener that accepts too slowly so its queues "
-            "overflow.\n"
+            "For 5 minutes, more than {$SOCKETS.SYN_QUEUE_FULL.MAX} new connections per second "
+            "found the SYN queue of their listening port full: the kernel dropped the SYN (the "
+            "client retries after 1 s, 3 s, 7 s) or answered with a SYN cookie. Causes: a SYN "
+            "flood, clients on a path that loses the final ACK, or a listener whose backlog is "
+            "too small for its bursts. (A high count of SYN_RECV sockets alone is normal on a "
+            "busy server and raises nothing.)\n"
             "Where to look:\n"
-            "- `ss -tan state syn-recv` (which local port, which sources).\n"
-            "- `ss -tln`: Recv-Q close to Send-Q on a listener means its accept queue is full.\n"
-            "- `nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtSyncookiesSent`, and "
-            "the sysctls net.ipv4.tcp_syncookies, net.ipv4.tcp_max_syn_backlog, net.core.somaxconn."
-        ),
-    },
-    {
-        "id": "time_wait_high",
-        "item": "sockets.tcp[time_wait]",
-        "expr": "min(/{T}/sockets.tcp[time_wait],5m)>{$SOCKETS.TIME_WAIT.MAX}",
-        "name": "Sockets: high number of TIME_WAIT sockets (over {$SOCKETS.TIME_WAIT.MAX} for 5m)",
-        "opdata": "Current: {ITEM.LASTVALUE1}",
-        "priority": "WARNING",
-        "scope": "capacity",
-        "description": (
-            "More than {$SOCKETS.TIME_WAIT.MAX} TCP sockets have been in TIME_WAIT for 5 minutes: "
-            "this host closes many short-lived connections. Each one holds its local port for 60 "
-            "seconds, so new connections to the same destination can fail with \"cannot assign "
-            "requested address\".\n"
-            "Where to look:\n"
-            "- Which peers: `ss -Htan state time-wait | awk '{print $4}' | sort | uniq -c | sort -rn | head`.\n"
-            "- Prefer keep-alive and connection pools in the programs that connect out.\n"
-            "- Sysctls: net.ipv4.ip_local_port_range, net.ipv4.tcp_tw_reuse, "
-            "net.ipv4.tcp_max_tw_buckets."
+            "- `ss -Htan state syn-recv | awk '{print $3}' | sort | uniq -c | sort -rn | head` "
+            "(which local port) and the sources in column 4.\n"
+            "- `nstat -az TcpExtTCPReqQFullDrop TcpExtTCPReqQFullDoCookies TcpExtSyncookiesSent "
+            "TcpExtListenDrops`.\n"
+            "- Sysctls: net.ipv4.tcp_max_syn_backlog, net.core.somaxconn, net.ipv4.tcp_syncookies; "
+            "and the program's listen() backlog."
         ),
     },
     {
@@ -388,7 +399,10 @@ TRIGGERS = [
     },
     {
         "id": "listen_overflows",
-        "expr": "avg(/{T}/sockets.kernel[TcpExt_ListenOverflows],5m)>{$SOCKETS.LISTEN_OVERFLOWS.MAX}",
+        "expr": ("avg(/{T}/sockets.kernel[TcpExt_ListenOverflows],5m)>{$SOCKETS.LISTEN_OVERFLOWS.MAX}"
+                 " and last(/{T}/sockets.kernel[TcpExt_ListenOverflows])>0"
+                 " and min(/{T}/sockets.listen.max_queue_pct,{$SOCKETS.ACCEPTQ.PERIOD})"
+                 "<={$SOCKETS.ACCEPTQ.PCT.MAX}"),
         "name": "Sockets: listen queue overflows (over {$SOCKETS.LISTEN_OVERFLOWS.MAX}/s on average for 5m)",
         "opdata": "Current: {ITEM.LASTVALUE1}/s",
         "priority": "WARNING",
@@ -404,15 +418,19 @@ TRIGGERS = [
             "- `nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtTCPReqQFullDrop` for the "
             "counters right now.\n"
             "- Then the program on that port: saturated workers, slow back ends, a backlog too "
-            "small for bursts (its listen() backlog and net.core.somaxconn)."
+            "small for bursts (its listen() backlog and net.core.somaxconn).\n"
+            "This trigger fires only while overflows go on (the last collection saw some), and "
+            "stays quiet while a discovered port's accept queue has been over "
+            "{$SOCKETS.ACCEPTQ.PCT.MAX}% for {$SOCKETS.ACCEPTQ.PERIOD}: that port's own trigger "
+            "names the cause. So it reports overflows no discovered port explains (bursts "
+            "between two collections, ports left out of discovery)."
         ),
     },
     {
         "id": "orphans_high",
-        "expr": ("min(/{T}/sockets.kernel[TCP_orphan],5m)*100>"
-                 "last(/{T}/sockets.kernel[tcp_max_orphans])*{$SOCKETS.ORPHANS.PCT.HIGH}"),
+        "expr": "min(/{T}/sockets.limit_pct[orphans],5m)>{$SOCKETS.ORPHANS.PCT.HIGH}",
         "name": "Sockets: orphaned TCP sockets over {$SOCKETS.ORPHANS.PCT.HIGH}% of tcp_max_orphans",
-        "opdata": "Orphans: {ITEM.LASTVALUE1}, limit: {ITEM.LASTVALUE2}",
+        "opdata": "Orphans: {ITEM.LASTVALUE1} of tcp_max_orphans",
         "priority": "HIGH",
         "scope": "capacity",
         "description": (
@@ -436,10 +454,9 @@ TRIGGERS = [
     },
     {
         "id": "orphans_warn",
-        "expr": ("min(/{T}/sockets.kernel[TCP_orphan],5m)*100>"
-                 "last(/{T}/sockets.kernel[tcp_max_orphans])*{$SOCKETS.ORPHANS.PCT.WARN}"),
+        "expr": "min(/{T}/sockets.limit_pct[orphans],5m)>{$SOCKETS.ORPHANS.PCT.WARN}",
         "name": "Sockets: orphaned TCP sockets over {$SOCKETS.ORPHANS.PCT.WARN}% of tcp_max_orphans",
-        "opdata": "Orphans: {ITEM.LASTVALUE1}, limit: {ITEM.LASTVALUE2}",
+        "opdata": "Orphans: {ITEM.LASTVALUE1} of tcp_max_orphans",
         "priority": "WARNING",
         "scope": "capacity",
         "depends": "orphans_high",
@@ -458,10 +475,9 @@ TRIGGERS = [
     },
     {
         "id": "tw_buckets",
-        "expr": ("min(/{T}/sockets.kernel[TCP_tw],5m)*100>="
-                 "last(/{T}/sockets.kernel[tcp_max_tw_buckets])*{$SOCKETS.TW_BUCKETS.PCT.MAX}"),
+        "expr": "min(/{T}/sockets.limit_pct[tw_buckets],5m)>={$SOCKETS.TW_BUCKETS.PCT.MAX}",
         "name": "Sockets: TIME_WAIT at {$SOCKETS.TW_BUCKETS.PCT.MAX}% of tcp_max_tw_buckets",
-        "opdata": "TIME_WAIT: {ITEM.LASTVALUE1}, limit: {ITEM.LASTVALUE2}",
+        "opdata": "TIME_WAIT: {ITEM.LASTVALUE1} of tcp_max_tw_buckets",
         "priority": "WARNING",
         "scope": "capacity",
         "description": (
@@ -502,10 +518,9 @@ TRIGGERS = [
     },
     {
         "id": "tcp_mem_pressure",
-        "expr": ("min(/{T}/sockets.kernel[TCP_mem],5m)>"
-                 "last(/{T}/sockets.kernel[tcp_mem_pressure])"),
+        "expr": "min(/{T}/sockets.limit_pct[tcp_mem],5m)>100",
         "name": "Sockets: TCP memory above the tcp_mem pressure threshold",
-        "opdata": "Used: {ITEM.LASTVALUE1} pages, pressure at: {ITEM.LASTVALUE2} pages",
+        "opdata": "Used: {ITEM.LASTVALUE1} of the pressure value",
         "priority": "AVERAGE",
         "scope": "performance",
         "description": (
@@ -527,10 +542,9 @@ TRIGGERS = [
     },
     {
         "id": "conntrack",
-        "expr": ("min(/{T}/sockets.kernel[nf_conntrack_count],5m)*100>"
-                 "last(/{T}/sockets.kernel[nf_conntrack_max])*{$SOCKETS.CONNTRACK.PCT.MAX}"),
+        "expr": "min(/{T}/sockets.limit_pct[conntrack],5m)>{$SOCKETS.CONNTRACK.PCT.MAX}",
         "name": "Sockets: connection tracking table over {$SOCKETS.CONNTRACK.PCT.MAX}% full",
-        "opdata": "Entries: {ITEM.LASTVALUE1}, max: {ITEM.LASTVALUE2}",
+        "opdata": "Entries: {ITEM.LASTVALUE1} of nf_conntrack_max",
         "priority": "AVERAGE",
         "scope": "capacity",
         "description": (
@@ -729,7 +743,14 @@ KERNEL_LIMITS = [
 # supported and simply get no value.
 KERNEL_OPTIONAL = {"TCP6_inuse", "UDP6_inuse", "nf_conntrack_count", "nf_conntrack_max",
                    "tcp_max_orphans", "tcp_mem_min", "tcp_mem_pressure", "tcp_mem_max"}
+# Throttling (DISCARD_UNCHANGED_HEARTBEAT): an item that a trigger reads over a time window
+# (min/avg/... of 5m) is stored at every collection, since an empty window makes the trigger
+# unknown. Every other item stores a value only when it changes, and at least every
+# QUIET_HEARTBEAT (LIMIT_HEARTBEAT for limits, ranges, discovery rows, listener counts): states
+# that sit at 0 most of the time (CLOSING, LAST_ACK, SYN_SENT, most per-port states) then cost a
+# value per change, not one per collection.
 LIMIT_HEARTBEAT = "1h"
+QUIET_HEARTBEAT = "15m"
 
 # Ephemeral ports: items `sockets.ephemeral[<name>]` from `$.ephemeral.<name>`.
 # Columns: name, item name, value type, units, description.
@@ -749,6 +770,31 @@ EPHEMERAL_ITEMS = [
      "Number of ports in net.ipv4.ip_local_port_range."),
 ]
 
+# Use of the kernel's limits: items `sockets.limit_pct[<name>]`, the first key as a percentage of
+# the second, computed from the master's JSON (JavaScript; the value is discarded when a key is
+# absent or the limit is 0, as for the optional kernel keys). The ratio triggers use these.
+# Columns: name, item name, numerator key, denominator key, description.
+LIMIT_RATIOS = [
+    ("tw_buckets", "Kernel limit use: TIME_WAIT, % of tcp_max_tw_buckets", "TCP_tw",
+     "tcp_max_tw_buckets",
+     "TIME_WAIT sockets (kernel count) as a percentage of net.ipv4.tcp_max_tw_buckets. At 100% "
+     "closing connections skip TIME_WAIT (kernel log: \"TCP: time wait bucket table overflow\")."),
+    ("orphans", "Kernel limit use: orphaned sockets, % of tcp_max_orphans", "TCP_orphan",
+     "tcp_max_orphans",
+     "Orphaned TCP sockets as a percentage of net.ipv4.tcp_max_orphans (kernel-wide). The kernel "
+     "counts orphans of sockets in trouble up to four times over against the limit, so it may "
+     "reset connections well before 100%."),
+    ("tcp_mem", "Kernel limit use: TCP memory, % of the tcp_mem pressure value", "TCP_mem",
+     "tcp_mem_pressure",
+     "Pages used by TCP socket buffers as a percentage of the pressure value of net.ipv4.tcp_mem "
+     "(kernel-wide). Above 100% the kernel shrinks socket buffers."),
+    ("conntrack", "Kernel limit use: conntrack entries, % of nf_conntrack_max",
+     "nf_conntrack_count", "nf_conntrack_max",
+     "Entries in netfilter's connection tracking table as a percentage of "
+     "net.netfilter.nf_conntrack_max. At 100% packets of new connections are dropped. Has no "
+     "value where nf_conntrack is not loaded."),
+]
+
 # ---------------------------------------------------------------------------------------------
 # Low-level discovery. Each rule is DEPENDENT on sockets.stats and reads its rows by JSONPath;
 # unchanged rows are passed on once an hour only, so discovery runs when ports come or go.
@@ -756,29 +802,75 @@ EPHEMERAL_ITEMS = [
 # description. JSONPath of a prototype: `<base>["{#PORT}"].<field>`; when the port has gone from
 # the document (the service stopped) the value becomes 0, not an error, so its triggers resolve
 # and the items stay supported until the discovery lifetime removes them.
-LLD_HEARTBEAT = "1h"
+LLD_HEARTBEAT = LIMIT_HEARTBEAT
 LLD_LIFETIME = "7d"
 
+# The listening ports that get items, as JavaScript over the master's JSON: `rows` ends up as the
+# discovery rows kept. Ports inside the host's ephemeral range are left out unless
+# {$SOCKETS.LISTEN.EPHEMERAL} is 1, then at most {$SOCKETS.LISTEN.PORT.MAX} ports, the lowest
+# first. Shared by the discovery rule and by sockets.listen.max_queue_pct, so that item sees the
+# same ports as the accept-queue triggers. (MATCHES/NOT_MATCHES stay Zabbix filters: a regex
+# macro cannot be pasted safely into a JavaScript string.)
+LISTEN_PORTS_JS = """var doc = JSON.parse(value);
+var kernel = doc.kernel || {};
+var low = kernel.ip_local_port_range_low, high = kernel.ip_local_port_range_high;
+var keepEphemeral = '{$SOCKETS.LISTEN.EPHEMERAL}' === '1';
+var most = parseInt('{$SOCKETS.LISTEN.PORT.MAX}', 10);
+var rows = (doc.listen_discovery || []).filter(function (row) {
+    var port = parseInt(row['{#PORT}'], 10);
+    return keepEphemeral || low === undefined || high === undefined || port < low || port > high;
+});
+rows.sort(function (a, b) { return parseInt(a['{#PORT}'], 10) - parseInt(b['{#PORT}'], 10); });
+if (most >= 0 && rows.length > most) {
+    rows = rows.slice(0, most);
+}
+"""
+LISTEN_DISCOVERY_JS = LISTEN_PORTS_JS + "return JSON.stringify(rows);"
+MAX_QUEUE_JS = LISTEN_PORTS_JS + """var fullest = 0;
+rows.forEach(function (row) {
+    var port = (doc.listen || {})[row['{#PORT}']];
+    if (port && port.accept_queue_pct > fullest) {
+        fullest = port.accept_queue_pct;
+    }
+});
+return fullest;"""
+MAX_QUEUE_ITEM = (
+    "sockets.listen.max_queue_pct", "Listening ports: fullest accept queue, % of backlog", "%",
+    "The highest accept queue (as a percentage of its backlog) among the listening ports that "
+    "discovery keeps. The listen queue overflow trigger uses it to stay quiet while a port's own "
+    "accept-queue trigger already names the cause.")
+
+
+def limit_ratio_js(numerator, denominator):
+    """JavaScript: {"pct": used * 100 / limit}, or {} when a key is absent or the limit is 0 (a
+    JavaScript step takes no error handler in 6.0: the JSONPath step after it discards that)."""
+    return (f"var kernel = JSON.parse(value).kernel || {{}};\n"
+            f"var used = kernel.{numerator}, limit = kernel.{denominator};\n"
+            f"return JSON.stringify(used === undefined || !limit ? {{}} : "
+            f"{{pct: used * 100 / limit}});")
+
+
+
 LISTEN_PROTOTYPES = [
-    ("established", "inbound ESTABLISHED", "", "A54F10",
+    ("established", "inbound ESTABLISHED", "", STATE_COLOURS["established"],
      "Connections to this port that are open both ways (ss: ESTAB, local port {#PORT}), "
      "including those the kernel has accepted but the program has not taken yet."),
-    ("syn_recv", "inbound SYN_RECV", "", "2774A4",
+    ("syn_recv", "inbound SYN_RECV", "", STATE_COLOURS["syn_recv"],
      "Connection requests to this port half-way through the handshake (ss: SYN-RECV)."),
-    ("fin_wait1", "inbound FIN_WAIT1", "", "FC6EA3",
+    ("fin_wait1", "inbound FIN_WAIT1", "", STATE_COLOURS["fin_wait1"],
      "Connections to this port that the service closed, waiting for the client to acknowledge."),
-    ("fin_wait2", "inbound FIN_WAIT2", "", "AC8C14",
+    ("fin_wait2", "inbound FIN_WAIT2", "", STATE_COLOURS["fin_wait2"],
      "Connections to this port that the service closed, waiting for the client to close too."),
-    ("time_wait", "inbound TIME_WAIT", "", "F230E0",
+    ("time_wait", "inbound TIME_WAIT", "", STATE_COLOURS["time_wait"],
      "Connections to this port that the service closed first, in their 60 seconds of TIME_WAIT."),
-    ("close_wait", "inbound CLOSE_WAIT", "", "6C59DC",
+    ("close_wait", "inbound CLOSE_WAIT", "", STATE_COLOURS["close_wait"],
      "Connections to this port that the client closed and the service has not: they stay until "
      "the service closes them. A growing number here is a connection leak in the program "
      "behind this port."),
-    ("last_ack", "inbound LAST_ACK", "", "611F27",
+    ("last_ack", "inbound LAST_ACK", "", STATE_COLOURS["last_ack"],
      "Connections to this port closed by both sides, waiting for the client's last "
      "acknowledgement."),
-    ("closing", "inbound CLOSING", "", "5CCD18",
+    ("closing", "inbound CLOSING", "", STATE_COLOURS["closing"],
      "Connections to this port where both sides closed at once (ss: CLOSING)."),
     ("total", "inbound connections", "", None,
      "All connections whose local port is {#PORT}, in any state (the listening sockets "
@@ -800,26 +892,26 @@ LISTEN_PROTOTYPES = [
 ]
 
 REMOTE_PROTOTYPES = [
-    ("established", "outbound ESTABLISHED", "", "A54F10",
+    ("established", "outbound ESTABLISHED", "", STATE_COLOURS["established"],
      "Connections from this host to remote port {#PORT} that are open both ways."),
-    ("syn_sent", "outbound SYN_SENT", "", "F63100",
+    ("syn_sent", "outbound SYN_SENT", "", STATE_COLOURS["syn_sent"],
      "Connection attempts to remote port {#PORT} that have no answer yet: a count that stays up "
      "means the service behind it is down or filtered."),
-    ("fin_wait1", "outbound FIN_WAIT1", "", "FC6EA3",
+    ("fin_wait1", "outbound FIN_WAIT1", "", STATE_COLOURS["fin_wait1"],
      "Connections to remote port {#PORT} this host closed, waiting for the acknowledgement."),
-    ("fin_wait2", "outbound FIN_WAIT2", "", "AC8C14",
+    ("fin_wait2", "outbound FIN_WAIT2", "", STATE_COLOURS["fin_wait2"],
      "Connections to remote port {#PORT} this host closed, waiting for the server to close."),
-    ("time_wait", "outbound TIME_WAIT", "", "F230E0",
+    ("time_wait", "outbound TIME_WAIT", "", STATE_COLOURS["time_wait"],
      "Connections to remote port {#PORT} this host closed first, in TIME_WAIT. Each holds a "
      "local port for 60 seconds: a high count means new connections per request instead of "
      "a pool."),
-    ("close_wait", "outbound CLOSE_WAIT", "", "6C59DC",
+    ("close_wait", "outbound CLOSE_WAIT", "", STATE_COLOURS["close_wait"],
      "Connections the server on remote port {#PORT} closed that the local program has not: a "
      "client or pool that does not notice closed connections."),
-    ("last_ack", "outbound LAST_ACK", "", "611F27",
+    ("last_ack", "outbound LAST_ACK", "", STATE_COLOURS["last_ack"],
      "Connections to remote port {#PORT} closed by both sides, waiting for the last "
      "acknowledgement."),
-    ("closing", "outbound CLOSING", "", "5CCD18",
+    ("closing", "outbound CLOSING", "", STATE_COLOURS["closing"],
      "Connections to remote port {#PORT} where both sides closed at once."),
     ("total", "outbound connections", "", None,
      "All connections from this host to remote port {#PORT}, in any state."),
@@ -832,6 +924,7 @@ DISCOVERY_RULES = [
         "name": "Listening TCP ports discovery",
         "rows": "$.listen_discovery",
         "base": "$.listen",
+        "script": LISTEN_DISCOVERY_JS,
         "item_key": "sockets.listen[{#PORT},%s]",
         "item_name": "Port {#PORT}: %s",
         "prototypes": LISTEN_PROTOTYPES,
@@ -906,16 +999,17 @@ TRIGGER_PROTOTYPES = {
         },
         {
             "id": "port_close_wait",
-            "expr": ("min(/{T}/sockets.listen[{#PORT},close_wait],5m)"
+            "expr": ("min(/{T}/sockets.listen[{#PORT},close_wait],15m)"
                      ">{$SOCKETS.PORT.CLOSE_WAIT.MAX:\"{#PORT}\"}"),
             "name": ("Port {#PORT}: over {$SOCKETS.PORT.CLOSE_WAIT.MAX:\"{#PORT}\"} connections in "
-                     "CLOSE_WAIT for 5m"),
+                     "CLOSE_WAIT for 15m"),
             "opdata": "Current: {ITEM.LASTVALUE1}",
             "priority": "WARNING",
             "scope": "capacity",
+            "depends_template": "close_wait_high",
             "description": (
                 "More than {$SOCKETS.PORT.CLOSE_WAIT.MAX:\"{#PORT}\"} connections to port "
-                "{#PORT} have been in CLOSE_WAIT for 5 minutes: their clients hung up, and the "
+                "{#PORT} have been in CLOSE_WAIT for 15 minutes: their clients hung up, and the "
                 "service behind the port has not closed its end. Only the service can close "
                 "them, so they pile up until it runs out of file descriptors or workers.\n"
                 "Where to look:\n"
@@ -963,6 +1057,27 @@ def trigger_items(expr):
     return keys
 
 
+_WINDOW_REF = re.compile(r"(\w+)\(/\{T\}/([a-z0-9_.]+(?:\[[^\]]*\])?)")
+
+
+def window_keys():
+    """Item keys (prototypes with {#PORT}) that some trigger reads with a function other than
+    last(): these must get a value at every collection."""
+    exprs = [t["expr"] for t in TRIGGERS]
+    exprs += [t["expr"] for rows in TRIGGER_PROTOTYPES.values() for t in rows]
+    return {key for e in exprs for fn, key in _WINDOW_REF.findall(e) if fn != "last"}
+
+
+SLOW_FIELDS = {"listeners", "backlog", "range_size", "busiest_remote"}
+
+
+def heartbeat(key, slow=False):
+    """The DISCARD_UNCHANGED_HEARTBEAT of an item key (None: stored at every collection)."""
+    if key in window_keys():
+        return None
+    return LIMIT_HEARTBEAT if slow else QUIET_HEARTBEAT
+
+
 def build_trigger(t, table, sub, uid, kind, description=None):
     """One trigger (or trigger prototype) in export layout."""
     out = {"uuid": uid(kind, t["id"]), "expression": sub(t["expr"]), "name": t["name"]}
@@ -972,16 +1087,22 @@ def build_trigger(t, table, sub, uid, kind, description=None):
     out["description"] = t["description"] if t["description"] is not None else description
     if t["priority"] != "INFO" and t["id"] != "nodata":
         out["manual_close"] = "YES"
+    deps = []
     if t.get("depends"):
-        d = table[t["depends"]]
-        out["dependencies"] = [{"name": d["name"], "expression": sub(d["expr"])}]
+        deps.append(table[t["depends"]])
+    if t.get("depends_template"):    # a trigger prototype that yields to a template trigger
+        deps.append({d["id"]: d for d in TRIGGERS}[t["depends_template"]])
+    if deps:
+        out["dependencies"] = [{"name": d["name"], "expression": sub(d["expr"])} for d in deps]
     out["tags"] = tags([("scope", t["scope"])])
     return out
 
 
 def dependent_item(uuid, name, key, path, description, tag_pairs, value_type=None, units=None,
-                   per_second=False, error_handler=None, heartbeat=None, history=DEPENDENT_HISTORY,
-                   trends=DEPENDENT_TRENDS):
+                   per_second=False, error_handler=None, slow=False, history=DEPENDENT_HISTORY,
+                   trends=DEPENDENT_TRENDS, script=None):
+    """A dependent item of the master: JSONPath `path` (or JavaScript `script`), then per second
+    if asked, then its heartbeat (see heartbeat())."""
     it = {"uuid": uuid, "name": name, "type": "DEPENDENT", "key": key, "delay": "0",
           "history": history, "trends": "0" if value_type == "CHAR" else trends}
     if value_type:
@@ -989,16 +1110,19 @@ def dependent_item(uuid, name, key, path, description, tag_pairs, value_type=Non
     if units:
         it["units"] = units
     it["description"] = description
-    step = {"type": "JSONPATH", "parameters": [path]}
-    if error_handler:
-        step["error_handler"] = error_handler[0]
-        if len(error_handler) > 1:
-            step["error_handler_params"] = error_handler[1]
-    steps = [step]
+    steps = [{"type": "JAVASCRIPT", "parameters": [script]}] if script else []
+    if path:
+        step = {"type": "JSONPATH", "parameters": [path]}
+        if error_handler:
+            step["error_handler"] = error_handler[0]
+            if len(error_handler) > 1:
+                step["error_handler_params"] = error_handler[1]
+        steps.append(step)
     if per_second:
         steps.append({"type": "CHANGE_PER_SECOND", "parameters": [""]})
-    if heartbeat:
-        steps.append({"type": "DISCARD_UNCHANGED_HEARTBEAT", "parameters": [heartbeat]})
+    beat = heartbeat(key, slow)
+    if beat:
+        steps.append({"type": "DISCARD_UNCHANGED_HEARTBEAT", "parameters": [beat]})
     it["preprocessing"] = steps
     it["master_item"] = {"key": MASTER_KEY}
     it["tags"] = tags(tag_pairs)
@@ -1023,6 +1147,18 @@ def graph_items(name, keys_colours):
     return out
 
 
+def graph(uuid, gname, gtype, items):
+    """A graph or graph prototype. Stacked graphs draw no trigger lines: a per-state threshold
+    drawn over a stack reads as a threshold on the whole stack."""
+    g = {"uuid": uuid, "name": gname}
+    if gtype == "STACKED":
+        g["show_triggers"] = "NO"
+    if gtype:
+        g["type"] = gtype
+    g["graph_items"] = items
+    return g
+
+
 def build_discovery(rule, name, sub, uid):
     proto_triggers = {t["id"]: t for t in TRIGGER_PROTOTYPES[rule["id"]]}
     triggers_by_key = {}
@@ -1036,7 +1172,8 @@ def build_discovery(rule, name, sub, uid):
         key = rule["item_key"] % field
         it = dependent_item(uid("item_prototype", key), rule["item_name"] % iname, key,
                             f'{rule["base"]}["{{#PORT}}"].{field}', desc, rule["tags"],
-                            units=units, error_handler=("CUSTOM_VALUE", "0"))
+                            units=units, error_handler=("CUSTOM_VALUE", "0"),
+                            slow=field in SLOW_FIELDS)
         if key in triggers_by_key:
             it["trigger_prototypes"] = triggers_by_key.pop(key)
         prototypes.append(it)
@@ -1054,16 +1191,57 @@ def build_discovery(rule, name, sub, uid):
     for gid, gname, gtype, keys in rule["graphs"]:
         if keys is None:        # every prototype with a colour, stacked
             keys = [(f, c) for f, _n, _u, c, _d in rule["prototypes"] if c]
-        g = {"uuid": uid("graph_prototype", f'{rule["id"]}/{gid}'), "name": gname}
-        if gtype:
-            g["type"] = gtype
-        g["graph_items"] = graph_items(name, [(rule["item_key"] % f, c) for f, c in keys])
-        graphs.append(g)
+        graphs.append(graph(uid("graph_prototype", f'{rule["id"]}/{gid}'), gname, gtype,
+                            graph_items(name, [(rule["item_key"] % f, c) for f, c in keys])))
     out["graph_prototypes"] = graphs
     out["master_item"] = {"key": MASTER_KEY}
-    out["preprocessing"] = [{"type": "JSONPATH", "parameters": [rule["rows"]]},
-                            {"type": "DISCARD_UNCHANGED_HEARTBEAT", "parameters": [LLD_HEARTBEAT]}]
+    first = ({"type": "JAVASCRIPT", "parameters": [rule["script"]]} if rule.get("script")
+             else {"type": "JSONPATH", "parameters": [rule["rows"]]})
+    out["preprocessing"] = [first, {"type": "DISCARD_UNCHANGED_HEARTBEAT",
+                                    "parameters": [LLD_HEARTBEAT]}]
     return out
+
+
+def template_items(tpl, uid, triggers_by_item):
+    """Every item of the template in YAML order, the master first."""
+    m = tpl["master"]
+    master = {"uuid": uid("item", MASTER_KEY), "name": m["name"], "type": m["type"],
+              "key": MASTER_KEY, "delay": m["delay"], "history": MASTER_HISTORY, "trends": "0",
+              "value_type": "TEXT", "description": m["description"], "tags": tags(MASTER_TAGS)}
+    items = [master]
+    for key, path, iname, _colour, desc in ITEMS:
+        proto = key.split(".")[1].split("[")[0]
+        items.append(dependent_item(uid("item", key), iname, key, path, desc,
+                                    ITEM_TAGS + [("protocol", proto)]))
+    for kname, iname, units, desc, kind in kernel_rows():
+        key = f"sockets.kernel[{kname}]"
+        items.append(dependent_item(
+            uid("item", key), iname, key, f"$.kernel.{kname}", desc,
+            KERNEL_TAGS + [("kernel", kind)],
+            value_type="FLOAT" if kind == "counter" else None, units=units,
+            per_second=kind == "counter",
+            error_handler=("DISCARD_VALUE",) if kname in KERNEL_OPTIONAL else None,
+            slow=kind == "limit"))
+    for rname, iname, numerator, denominator, desc in LIMIT_RATIOS:
+        key = f"sockets.limit_pct[{rname}]"
+        items.append(dependent_item(uid("item", key), iname, key, "$.pct", desc,
+                                    KERNEL_TAGS + [("kernel", "limit-use")], value_type="FLOAT",
+                                    units="%", error_handler=("DISCARD_VALUE",),
+                                    script=limit_ratio_js(numerator, denominator)))
+    for ename, iname, vtype, units, desc in EPHEMERAL_ITEMS:
+        key = f"sockets.ephemeral[{ename}]"
+        items.append(dependent_item(uid("item", key), iname, key, f"$.ephemeral.{ename}", desc,
+                                    EPHEMERAL_TAGS, value_type=None if vtype == "UNSIGNED" else vtype,
+                                    units=units, slow=ename in SLOW_FIELDS))
+    key, iname, units, desc = MAX_QUEUE_ITEM
+    items.append(dependent_item(uid("item", key), iname, key, None, desc,
+                                ITEM_TAGS + [("direction", "inbound")], units=units,
+                                script=MAX_QUEUE_JS))
+    for it in items:
+        if it["key"] in triggers_by_item:
+            it["triggers"] = triggers_by_item.pop(it["key"])
+    assert not triggers_by_item, f"triggers on unknown items: {list(triggers_by_item)}"
+    return items
 
 
 def build_template(tpl):
@@ -1083,39 +1261,14 @@ def build_template(tpl):
         else:                   # several items: Zabbix exports these after the templates
             top_triggers.append(out)
 
-    m = tpl["master"]
-    master = {"uuid": uid("item", MASTER_KEY), "name": m["name"], "type": m["type"],
-              "key": MASTER_KEY, "delay": m["delay"], "history": MASTER_HISTORY, "trends": "0",
-              "value_type": "TEXT", "description": m["description"], "tags": tags(MASTER_TAGS)}
-    if MASTER_KEY in triggers_by_item:
-        master["triggers"] = triggers_by_item.pop(MASTER_KEY)
-    items = [master]
-    for key, path, iname, _colour, desc in ITEMS:
-        proto = key.split(".")[1].split("[")[0]
-        items.append(dependent_item(uid("item", key), iname, key, path, desc,
-                                    ITEM_TAGS + [("protocol", proto)]))
-    for kname, iname, units, desc, kind in kernel_rows():
-        key = f"sockets.kernel[{kname}]"
-        items.append(dependent_item(
-            uid("item", key), iname, key, f"$.kernel.{kname}", desc,
-            KERNEL_TAGS + [("kernel", kind)],
-            value_type="FLOAT" if kind == "counter" else None, units=units,
-            per_second=kind == "counter",
-            error_handler=("DISCARD_VALUE",) if kname in KERNEL_OPTIONAL else None,
-            heartbeat=LIMIT_HEARTBEAT if kind == "limit" else None))
-    for ename, iname, vtype, units, desc in EPHEMERAL_ITEMS:
-        key = f"sockets.ephemeral[{ename}]"
-        items.append(dependent_item(uid("item", key), iname, key, f"$.ephemeral.{ename}", desc,
-                                    EPHEMERAL_TAGS, value_type=None if vtype == "UNSIGNED" else vtype,
-                                    units=units))
-    for it in items:
-        if it["key"] in triggers_by_item:
-            it["triggers"] = triggers_by_item.pop(it["key"])
-    assert not triggers_by_item, f"triggers on unknown items: {list(triggers_by_item)}"
+    items = template_items(tpl, uid, triggers_by_item)
     known = {it["key"] for it in items}
     for t in top_triggers:
         missing = [k for k in trigger_items(t["expression"].replace(name, "{T}")) if k not in known]
         assert not missing, f"trigger {t['name']} uses unknown items {missing}"
+    for _g, gitems in EXTRA_GRAPHS:
+        missing = [k for k, _c in gitems if k not in known]
+        assert not missing, f"graph {_g} uses unknown items {missing}"
 
     description = (
         f"Socket statistics of a Linux host, collected by zabbix-sockets in one pass over the "
@@ -1124,9 +1277,12 @@ def build_template(tpl):
         f"and connections by state (discovery); outgoing connections per watched service port "
         f"(discovery); use of the ephemeral port range; the kernel's TCP/UDP counters (per "
         f"second) and the limits sockets run into (tcp_max_orphans, tcp_max_tw_buckets, tcp_mem, "
-        f"nf_conntrack_max, somaxconn).\n\n{tpl['how']}\n\n"
-        f"Thresholds, periods and discovery filters are user macros; override them per host, "
-        f"and per port with macro context (e.g. {{$SOCKETS.ACCEPTQ.PCT.MAX:\"8080\"}}).\n\n"
+        f"nf_conntrack_max, somaxconn), with their use in percent.\n\n{tpl['how']}\n\n"
+        f"Listening ports inside the ephemeral port range are left out of discovery unless "
+        f"{{$SOCKETS.LISTEN.EPHEMERAL}} is 1, and at most {{$SOCKETS.LISTEN.PORT.MAX}} ports get "
+        f"items. Thresholds, periods and discovery filters are user macros; override them per "
+        f"host, and per port with macro context (e.g. {{$SOCKETS.ACCEPTQ.PCT.MAX:\"8080\"}}). "
+        f"The dashboard \"{DASHBOARD_NAME}\" shows the host at a glance.\n\n"
         f"Template version: {TEMPLATE_VERSION}"
     )
     out = {"uuid": uid("template", "template"), "template": name, "name": name,
@@ -1134,19 +1290,67 @@ def build_template(tpl):
            "discovery_rules": [build_discovery(r, name, sub, uid) for r in DISCOVERY_RULES],
            "tags": tags(TEMPLATE_TAGS),
            "macros": [{"macro": mname, "value": MACROS[mname][0], "description": MACROS[mname][1]}
-                      for mname in tpl["macros"] + COMMON_MACROS]}
+                      for mname in tpl["macros"] + COMMON_MACROS],
+           "dashboards": [build_dashboard(tpl, uid)]}
     return out, top_triggers
+
+
+# ---------------------------------------------------------------------------------------------
+# The template dashboard, 6.0 layout: a 24-column grid. Rows of (widget kind, graph name, width,
+# height); kind "graph" = a template graph, "graphprototype" = one graph per discovered port.
+DASHBOARD_NAME = "Sockets"
+DASHBOARD_ROWS = [
+    [("graph", "Sockets by state", 12, 5), ("graph", "Sockets: totals", 12, 5)],
+    [("graphprototype", "Port {#PORT}: accept queue and backlog", 24, 5)],
+    [("graph", "Sockets: listen queue drops per second", 12, 5),
+     ("graph", "Sockets: TCP connections opened, failed and reset per second", 12, 5)],
+    [("graph", "Sockets: use of kernel limits (%)", 12, 5),
+     ("graph", "Sockets: kernel TCP socket counts", 12, 5)],
+]
+
+
+def dashboard_graph_names():
+    """(kind, graph name) of every widget, for checks."""
+    return [(kind, gname) for row in DASHBOARD_ROWS for kind, gname, _w, _h in row]
+
+
+def build_dashboard(tpl, uid):
+    widgets, y = [], 0
+    for row in DASHBOARD_ROWS:
+        x = 0
+        for kind, gname, width, height in row:
+            w = {"type": "GRAPH_CLASSIC" if kind == "graph" else "GRAPH_PROTOTYPE", "name": gname}
+            if x:
+                w["x"] = str(x)
+            if y:
+                w["y"] = str(y)
+            w["width"], w["height"] = str(width), str(height)
+            fields = []
+            if kind == "graphprototype":
+                fields += [{"type": "INTEGER", "name": "columns", "value": "3"},
+                           {"type": "INTEGER", "name": "rows", "value": "1"}]
+            fields.append({"type": "GRAPH" if kind == "graph" else "GRAPH_PROTOTYPE",
+                           "name": "graphid", "value": {"host": tpl["name"], "name": gname}})
+            w["fields"] = fields
+            widgets.append(w)
+            x += width
+        y += max(h for _k, _n, _w, h in row)
+    return {"uuid": uid("dashboard", DASHBOARD_NAME), "name": DASHBOARD_NAME,
+            "pages": [{"widgets": widgets}]}
 
 
 def build_graphs(tpl):
     slug, name = tpl["slug"], tpl["name"]
-    graphs = []
     state_items = [(k, c) for k, _p, _n, c, _d in ITEMS if c]
-    graphs.append({"uuid": stable_uuid(slug, "graph", STATE_GRAPH_NAME), "name": STATE_GRAPH_NAME,
-                   "type": "STACKED", "graph_items": graph_items(name, state_items)})
+    graphs = [graph(stable_uuid(slug, "graph", STATE_GRAPH_NAME), STATE_GRAPH_NAME, "STACKED",
+                    graph_items(name, state_items))]
     for gname, gitems in EXTRA_GRAPHS:
-        graphs.append({"uuid": stable_uuid(slug, "graph", gname), "name": gname,
-                       "graph_items": graph_items(name, gitems)})
+        graphs.append(graph(stable_uuid(slug, "graph", gname), gname, None,
+                            graph_items(name, gitems)))
+    names = {g["name"] for g in graphs}
+    protos = {g[1] for r in DISCOVERY_RULES for g in r["graphs"]}
+    for kind, gname in dashboard_graph_names():
+        assert gname in (names if kind == "graph" else protos), f"dashboard: no graph {gname}"
     return graphs
 
 
@@ -1181,6 +1385,13 @@ def scalar(value):
     return value
 
 
+def block(head, value, pad, lines):
+    """A multi-line string as a literal block ("|-" without a final newline)."""
+    lines.append(f"{head} |-" if not value.endswith("\n") else f"{head} |")
+    for row in value.rstrip("\n").split("\n"):
+        lines.append(f"{pad}{row}" if row else "")
+
+
 def emit(node, indent, lines):
     pad = " " * indent
     for key, value in node.items():
@@ -1193,12 +1404,12 @@ def emit(node, indent, lines):
                 if isinstance(elem, dict):
                     lines.append(f"{pad}  -")
                     emit(elem, indent + 4, lines)
+                elif isinstance(elem, str) and "\n" in elem:
+                    block(f"{pad}  -", elem, pad + "    ", lines)
                 else:
                     lines.append(f"{pad}  - {scalar(elem)}")
         elif isinstance(value, str) and "\n" in value:
-            lines.append(f"{pad}{key}: |-" if not value.endswith("\n") else f"{pad}{key}: |")
-            for row in value.rstrip("\n").split("\n"):
-                lines.append(f"{pad}  {row}" if row else "")
+            block(f"{pad}{key}:", value, pad + "  ", lines)
         else:
             lines.append(f"{pad}{key}: {scalar(value)}")
 

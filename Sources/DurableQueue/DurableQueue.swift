@@ -13,8 +13,8 @@ import Posix
 /// files, and every file is opened relative to it without following links.
 ///
 /// A full or failing disk (ENOSPC, EDQUOT, EIO, a read-only remount) makes `append` throw and
-/// leaves what is stored readable; acknowledged records free their space, the newest segment's
-/// included, so delivery goes on and appends work again once space returns.
+/// leaves what is stored readable; acknowledged records free their space, after a failed append
+/// the newest segment's included, so delivery goes on and appends work again once space returns.
 ///
 /// Delivery is at least once: a record is read again until its consumer acknowledges it, and an
 /// append that throws after writing may still be found after a restart.
@@ -51,8 +51,9 @@ public final class DurableQueue {
     private var files: QueueDirectory?
     /// Oldest first; appends go to the last one.
     private var segments: [Segment] = []
-    /// Set after a failed write: the last segment's tail is unknown, so the next append starts a new one.
-    private var mustRotate = false
+    /// Set by a failed write: the newest segment's tail is unknown, so the next append starts a new
+    /// segment (unless it is empty), and the disk is in trouble, so settled space is freed at once.
+    private var lastAppendFailed = false
     private var positions: [String: UInt64] = [:]
     private var nextSequence: UInt64 = 1
     private var discardedThrough: UInt64 = 0
@@ -95,7 +96,6 @@ public final class DurableQueue {
         try deleteCoveredSegments()
         try dropOverByteLimit(incomingBytes: 0)
         try dropExpired()
-        try freeSettledNewestSegment()
     }
 
     deinit {
@@ -153,7 +153,7 @@ public final class DurableQueue {
             // The tail is unknown (the kernel may keep or drop the dirty pages): cut it back as far
             // as possible, and start a new segment for the next append unless this one is empty.
             _ = ftruncate(descriptor, off_t(start))
-            mustRotate = true
+            lastAppendFailed = true
             throw error
         }
         segments[last].size += frames.count
@@ -359,9 +359,9 @@ public final class DurableQueue {
     private func descriptorForAppend() throws -> Int32 {
         // An empty newest segment takes appends even after a failure: there is no tail to doubt,
         // and starting another would leave one empty file per failed append.
-        if let newest = segments.last, !mustRotate || newest.size == 0, newest.size < limits.segmentBytes {
+        if let newest = segments.last, !lastAppendFailed || newest.size == 0, newest.size < limits.segmentBytes {
             let descriptor = try openDirectory().openFile(newest.name, O_WRONLY)
-            mustRotate = false
+            lastAppendFailed = false
             return descriptor
         }
         return try startSegment()
@@ -383,7 +383,7 @@ public final class DurableQueue {
         }
         segments.append(
             Segment(firstSequence: nextSequence, name: name, path: path(of: name), size: 0, records: [], lastSequence: nil))
-        mustRotate = false
+        lastAppendFailed = false
         return descriptor
     }
 
@@ -479,11 +479,15 @@ public final class DurableQueue {
         try openDirectory().sync()
     }
 
-    /// When every record of the newest segment is settled, its space is freed too: an empty segment
-    /// named after the next sequence number replaces it (creating a file takes no data blocks, so
-    /// this works on a full disk) and keeps the counter on disk without the state file.
+    /// After a failed append (a full or failing disk), a newest segment whose every record is
+    /// settled is freed too: an empty segment named after the next sequence number replaces it
+    /// (creating a file takes no data blocks, so this works on a full disk) and keeps the counter
+    /// on disk without the state file. While appends succeed the newest segment stays, so a busy
+    /// queue does not create and delete a file per acknowledgement.
     private func freeSettledNewestSegment() throws {
-        guard let newest = segments.last, newest.size > 0, newest.coversThrough <= settledThrough else { return }
+        guard lastAppendFailed, let newest = segments.last, newest.size > 0, newest.coversThrough <= settledThrough else {
+            return
+        }
         FileIO.close(try startSegment())
         try deleteOldestSegments(segments.count - 1)
     }

@@ -5,6 +5,7 @@
 /// multiplicative hash) in memory it owns, and in front of it a per-remote-port memo of the
 /// slot last used for that port. Connections to one service port mostly go to one address, so
 /// most sockets cost one memo load and one comparison; a miss falls back to the hash table.
+/// (A Dictionary, hashing every socket's endpoint with SipHash, cost twice the whole count.)
 /// Memory grows with distinct endpoints (doubling at half full), never per socket.
 struct EndpointTally: ~Copyable {
     struct Entry {

@@ -51,8 +51,8 @@ public struct PortBreakdown: Equatable, Sendable {
 }
 
 /// Fills a `PortBreakdown` socket by socket. Noncopyable, with its per-socket tables in memory
-/// it owns: each socket then costs a few loads and increments, where Swift arrays would add a
-/// copy-on-write check (a runtime call) per socket, which cost more than the count itself.
+/// it owns: each socket then costs a few loads and increments, where writing to Swift arrays
+/// adds a copy-on-write check (a call into the runtime) per socket.
 /// Memory grows with distinct ports and remote endpoints, not sockets.
 public struct PortTally: ~Copyable, SocketVisitor {
     public let remotePorts: [UInt16]

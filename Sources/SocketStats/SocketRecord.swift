@@ -88,7 +88,8 @@ public struct SocketRecord: Sendable {
 }
 
 /// Receives every socket of one collection. A collector is generic over its visitor so that
-/// the compiler specialises the hot loop for each model it fills.
+/// the compiler specialises the hot loop for each model it fills. A visitor may be noncopyable
+/// (`PortTally`), so that it can own the memory its hot loop writes to.
 public protocol SocketVisitor: ~Copyable {
     /// Forget what was visited, keeping any settings: a dump the kernel interrupted is re-run.
     mutating func startOver()

@@ -188,16 +188,18 @@ public final class PushDaemon: Service {
             let tick = lastTick.withLock { last in
                 last.map { max($0 + interval, settings.schedule.nextTick(after: now - interval)) }
             } ?? settings.schedule.nextTick(after: now)
-            // Wakes every 100 ms to see a reload request or shutdown.
-            while WallClock.now().totalNanoseconds < tick {
+            // Wakes every 100 ms to see a reload request or shutdown; checks once even when behind
+            // (a collection slower than the interval), so a reload is never put off for good.
+            repeat {
                 if isShuttingDown { return false }
                 if reloadRequested.withLock({ $0 }) && WallClock.now().totalNanoseconds - startedAt >= Self.reloadSpacingNanoseconds {
                     reloadRequested.withLock { $0 = false }
                     return true
                 }
                 let left = tick - WallClock.now().totalNanoseconds
-                do { try await Task.sleep(for: .nanoseconds(max(0, min(left, 100_000_000)))) } catch { return false }
-            }
+                if left <= 0 { break }
+                do { try await Task.sleep(for: .nanoseconds(min(left, 100_000_000))) } catch { return false }
+            } while true
             lastTick.withLock { $0 = tick }
             let collectedAt = WallClock.now()
             let values = source(settings, collectedAt.seconds, collectedAt.nanoseconds)

@@ -51,7 +51,6 @@ final class DurableQueueTests: XCTestCase {
             XCTAssertGreaterThan(segmentFiles(in: directory).count, 3)
             try queue.acknowledge(consumer: "a", through: 30)
             XCTAssertEqual(segmentFiles(in: directory).count, 1, "only the newest segment stays")
-            XCTAssertEqual(queue.stats.totalBytes, 0, "emptied: delivered records free their space")
             queue.close()
         }
         do {

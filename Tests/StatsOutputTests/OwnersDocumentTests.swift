@@ -2,6 +2,7 @@ import Foundation
 import SocketStats
 import StatsOutput
 import XCTest
+@testable import ZabbixProtocol
 
 /// Pins the `owners --format json` document.
 final class OwnersDocumentTests: XCTestCase {
@@ -11,7 +12,7 @@ final class OwnersDocumentTests: XCTestCase {
             matched: 7, orphaned: 1, unowned: 1, notFound: 0, processesScanned: 3, fullScan: false, problems: ["a note"])
         let json = OwnersDocument.json([(netns: "host", owners: owners)], problems: ["skipped x"])
         XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(json.utf8)))
-        let doc = try XCTUnwrap(OrderedJSON.parse(json))
+        let doc = try XCTUnwrap(JSONValue.reading(json))
         XCTAssertEqual(doc.keys, ["netns", "problems"])
         let host = try XCTUnwrap(doc["netns"]?["host"])
         XCTAssertEqual(host.keys, ["matched", "orphaned", "unowned", "not_found", "processes_scanned", "full_scan", "owners", "problems"])
