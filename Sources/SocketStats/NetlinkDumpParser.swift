@@ -69,7 +69,13 @@ public enum NetlinkDumpParser {
                 guard length >= headerSize + inetDiagMsgSize else {
                     throw .truncated(offset: offset, reason: "inet_diag_msg needs \(inetDiagMsgSize) bytes, message has \(length - headerSize)")
                 }
-                visitor.visit(record(at: offset + headerSize, in: datagram, transport: transport))
+                var socket = record(at: offset + headerSize, in: datagram, transport: transport)
+                if Visitor.wantsOwnership {
+                    // idiag_inode, after idiag_uid.
+                    socket.inode = datagram.loadUnaligned(fromByteOffset: offset + headerSize + 68, as: UInt32.self)
+                    socket.cgroupID = cgroupID(in: datagram, from: offset + headerSize + inetDiagMsgSize, to: offset + length)
+                }
+                visitor.visit(socket)
             case NLMSG_DONE:
                 outcome.done = true
                 return outcome
@@ -90,6 +96,27 @@ public enum NetlinkDumpParser {
             throw .truncated(offset: offset, reason: "\(end - offset) trailing bytes, less than a message header")
         }
         return outcome
+    }
+
+    /// INET_DIAG_CGROUP_ID: the kernel adds it to every full socket's message without being asked.
+    static let cgroupIDAttribute: UInt16 = 21
+
+    /// The value of the INET_DIAG_CGROUP_ID attribute among the rtattrs in `start..<end`, or 0.
+    /// Each attribute is a 4-byte header (length, type) and its value, padded to 4 bytes; a
+    /// message carries a handful, so this is a few loads per socket.
+    @inline(__always)
+    static func cgroupID(in bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> UInt64 {
+        var position = start
+        while end - position >= 4 {
+            let length = Int(bytes.loadUnaligned(fromByteOffset: position, as: UInt16.self))
+            let type = bytes.loadUnaligned(fromByteOffset: position + 2, as: UInt16.self) & 0x3FFF
+            guard length >= 4, length <= end - position else { return 0 }
+            if type == cgroupIDAttribute {
+                return length >= 12 ? bytes.loadUnaligned(fromByteOffset: position + 4, as: UInt64.self) : 0
+            }
+            position += (length + 3) & ~3
+        }
+        return 0
     }
 
     /// Reads struct inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid

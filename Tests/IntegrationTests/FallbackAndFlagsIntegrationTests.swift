@@ -13,6 +13,7 @@ final class FallbackAndFlagsIntegrationTests: NamespaceTestCase {
                                   "--udp-bound4", "2", "--udp-connected6", "1"]
     static let countsKeys: Set<String> = ["source", "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"]
     static let portsKeys: Set<String> = ["listen_discovery", "listen", "remote_discovery", "remote", "ephemeral"]
+    static let cgroupKeys: Set<String> = ["cgroup_discovery", "cgroups", "cgroup_status"]
 
     // MARK: - netlink forbidden
 
@@ -67,7 +68,8 @@ final class FallbackAndFlagsIntegrationTests: NamespaceTestCase {
             ("counts", Self.countsKeys),
             ("counts,kernel", Self.countsKeys.union(["kernel"])),
             ("counts,ports", Self.countsKeys.union(Self.portsKeys)),
-            (nil, Self.countsKeys.union(Self.portsKeys).union(["kernel"])),
+            ("counts,cgroups", Self.countsKeys.union(Self.cgroupKeys)),
+            (nil, Self.countsKeys.union(Self.portsKeys).union(Self.cgroupKeys).union(["kernel"])),
         ]
         for (sections, keys) in cases {
             let doc = try runStats([stats, "stats", "--netns", ns] + (sections.map { ["--sections", $0] } ?? []))
