@@ -5,9 +5,10 @@ import PackageDescription
 //   Posix             - system calls: one errno describer, one EINTR loop, bounded file reads, the wall clock
 //   ByteCoding        - little-endian integers, hex digits, the one JSON string escaper
 //   CSockDiag         - Linux netlink/sock_diag/inet_diag/unix_diag headers for Swift (C, no logic beyond macros)
-//   SocketStats       - reads the kernel (netlink or /proc) and fills a count model; knows nothing of Zabbix.
+//   SocketStats       - reads the kernel (netlink or /proc) and fills a count model (per state, port, cgroup,
+//                       network namespace); finds socket owners in /proc/PID/fd; knows nothing of Zabbix.
 //                       Its one entry point for a whole poll: CollectionOptions.collect() -> Snapshot
-//   StatsOutput       - a Snapshot as the `stats` JSON that the templates read (and as a text table)
+//   StatsOutput       - a Snapshot as the `stats` JSON that the templates read (and as a text table); `owners` output
 //   CZlib             - the system zlib
 //   ZabbixProtocol    - ZBXD framing, sender and passive-check messages, addresses; pure values over bytes
 //   ZabbixConfig      - the agent config file (Include, ServerActive, Hostname, Server, TLS), PSK files

@@ -488,16 +488,19 @@ class DaemonTests(support.ZabbixCase):
         fixed = [self.daemon("psk-fixed-" + str(i), "psk", buf, *self.psk_args())
                  for i, (buf, _, _, _, _, _) in enumerate(refused.values())]
         want = sum(kept for *_, kept, _ in refused.values())
-        in_windows = lambda: [r for r in self.values("psk", first_refused) if r[0] < t_fix]   # noqa: E731
+        # Whole timestamps: the good daemon's last value may fall in the second the first window opens.
+        in_windows = lambda: [r for r in self.values("psk", first_refused)   # noqa: E731
+                              if first_refused <= r[0] + r[1] / 1e9 < t_fix]
         rows = zbxapi.wait_until(lambda: len(v := in_windows()) >= want and v, 30, 0.5,
                                  f"the {want} values kept while the PSK was wrong")
         for d in fixed:
             self.assertEqual(d.stop(), 0, d.log())
         time.sleep(1)
         rows = in_windows()
-        self.assertEqual(len(rows), want)
+        self.assertEqual(len(rows), want, f"rows {[r[:2] for r in rows]}; kept per window "
+                         f"{[(t1, t2, kept) for _, _, t1, t2, kept, _ in refused.values()]}; t_fix {t_fix}")
         for label, (_, _, t1, t2, kept, _) in refused.items():
-            window = [r for r in rows if t1 <= r[0] <= t2]
+            window = [r for r in rows if t1 <= r[0] + r[1] / 1e9 <= t2]
             self.assertEqual(len(window), kept, label)
             self.assert_each_tick_once(window)
         for label, (*_, kept, line) in refused.items():

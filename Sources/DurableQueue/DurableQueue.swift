@@ -62,6 +62,12 @@ public final class DurableQueue {
     private var corruptBytes = 0
     private var isClosed = false
     private var generation: UInt64 = 0
+    /// The owner's values as `state.copy` holds them (nil: not known to be written), and the saves
+    /// since it was written.
+    private var copiedValues: [String: String]?
+    private var savesSinceCopy = 0
+    /// `state.copy` is rewritten at least this often (see `StateFile`).
+    static let copyInterval = 64
 
     /// Opens the queue in `directory`, creating it if needed, and recovers whatever a crash left:
     /// corrupt regions are skipped (the newest segment's torn tail is cut off), a bad or missing
@@ -239,7 +245,15 @@ public final class DurableQueue {
         let persisted = PersistedState(
             generation: generation, nextSequence: nextSequence, discardedThrough: discardedThrough,
             droppedRecords: droppedRecords, positions: positions, values: state)
-        try StateFile.save(persisted, in: openDirectory())
+        // The copy costs two more syncs; most saves only move a position, which may lag in it.
+        let withCopy = copiedValues != state || savesSinceCopy + 1 >= Self.copyInterval
+        try StateFile.save(persisted, in: openDirectory(), withCopy: withCopy)
+        if withCopy {
+            copiedValues = state
+            savesSinceCopy = 0
+        } else {
+            savesSinceCopy += 1
+        }
     }
 
     /// Applies the byte and age bounds now; `append` and `read` also do. The age bound needs this

@@ -25,9 +25,12 @@ struct PersistedState: Equatable {
 ///
 /// Kept twice, as `state` and `state.copy`, each replaced, never edited: written to a new
 /// temporary file, fsynced, renamed over its name, then the directory fsynced. A crash leaves each
-/// copy old or new and whole, and losing one file loses nothing: the copy with the higher
-/// generation wins. Without a surviving copy the session and the acknowledged positions would be
-/// gone, and values already delivered would go out again under a new session.
+/// copy old or new and whole; the copy with the higher generation wins. `state` is written at
+/// every save; `state.copy` whenever the owner's values change and at least every
+/// `DurableQueue.copyInterval` saves, so it keeps the owner's values (the sender session) exactly
+/// and the positions a little behind. Losing one file therefore loses nothing: at worst some
+/// delivered records are read again, under the same session, and the server drops them. Without
+/// any copy the session would be gone and those records would go out again under a new one.
 enum StateFile {
     static let names = ["state", "state.copy"]
     static let temporaryName = "state.tmp"
@@ -58,8 +61,11 @@ enum StateFile {
             let problem = copies.first { $0.loaded != .missing }?.loaded ?? .missing
             return (problem, [])
         }
-        let damaged = copies.filter { $0.name != best.name && $0.loaded != .present(best.state) }
-            .map { (name: $0.name, problem: $0.loaded) }
+        // A whole but older copy is expected (state.copy lags), not damage.
+        let damaged = copies.filter { copy in
+            if case .present = copy.loaded { return false }
+            return true
+        }.map { (name: $0.name, problem: $0.loaded) }
         return (.present(best.state), damaged)
     }
 
@@ -80,13 +86,15 @@ enum StateFile {
         return decode(bytes)
     }
 
-    /// Writes both copies, one after the other, so one of them is whole at every moment.
-    static func save(_ state: PersistedState, in directory: QueueDirectory) throws {
+    /// Writes `state`, and `state.copy` too when `withCopy`, one after the other, so one of them
+    /// is whole at every moment; one directory fsync makes both renames durable (until then each
+    /// name still points at its whole old file).
+    static func save(_ state: PersistedState, in directory: QueueDirectory, withCopy: Bool) throws {
         let bytes = encode(state)
         guard bytes.count <= maxBytes else {
             throw DurableQueueError.stateTooLarge(path: directory.filePath(names[0]), bytes: bytes.count, limit: maxBytes)
         }
-        for name in names {
+        for name in withCopy ? names : [names[0]] {
             try directory.remove(temporaryName)
             let temporaryPath = directory.filePath(temporaryName)
             let descriptor = try directory.createFile(temporaryName)
@@ -100,8 +108,8 @@ enum StateFile {
             }
             FileIO.close(descriptor)
             try directory.rename(temporaryName, to: name)
-            try directory.sync()
         }
+        try directory.sync()
     }
 
     static func encode(_ state: PersistedState) -> [UInt8] {

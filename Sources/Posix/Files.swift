@@ -73,19 +73,38 @@ public func readRegularFile(_ path: String, limit: Int, prefixOnly: Bool = false
 /// The names in a directory, without "." and "..", in `readdir` order; at most `limit` of them
 /// (a directory with more throws `tooLarge`).
 public func directoryEntries(_ path: String, limit: Int) throws(FileReadError) -> [String] {
+    try readDirectory(path, limit: limit).map(\.name)
+}
+
+/// One entry of a directory as `readdir` reports it, without following anything.
+public struct DirectoryEntry: Sendable, Equatable {
+    public var name: String
+    /// d_ino: on cgroupfs and other kernfs file systems, the node's id.
+    public var inode: UInt64
+    /// d_type: DT_DIR, DT_LNK, DT_REG... or DT_UNKNOWN when the file system does not say.
+    public var type: UInt8
+
+    public var isDirectory: Bool { type == UInt8(DT_DIR) }
+}
+
+/// The entries of a directory, without "." and "..", in `readdir` order; at most `limit` of
+/// them (a directory with more throws `tooLarge`).
+public func readDirectory(_ path: String, limit: Int) throws(FileReadError) -> [DirectoryEntry] {
     guard let handle = opendir(path) else { throw .system(SystemCallError("opendir", path, code: errno)) }
     defer { closedir(handle) }
-    var names: [String] = []
+    var entries: [DirectoryEntry] = []
     for _ in 0...limit + 2 {
         errno = 0
         guard let entry = readdir(handle) else {
             if errno != 0 { throw .system(SystemCallError("readdir", path, code: errno)) }
-            return names
+            return entries
         }
         let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
-        if name != "." && name != ".." { names.append(name) }
+        if name != "." && name != ".." {
+            entries.append(DirectoryEntry(name: name, inode: UInt64(entry.pointee.d_ino), type: entry.pointee.d_type))
+        }
     }
     throw .tooLarge(path: path, limit: limit)
 }

@@ -8,8 +8,12 @@ public enum CollectorError: Error, Sendable, CustomStringConvertible {
     case procMalformed(path: String, error: ProcNetParseError)
     case namespaceNotFound(String, path: String)
     case namespaceDenied(String, reason: String)
+    /// setns refused: this process lacks CAP_SYS_ADMIN, so no other namespace can be entered either.
+    case namespaceNeedsPrivilege(String)
     case namespaceFailed(String, reason: String)
     case kernelTable(KernelTableError)
+
+    static let privilegeNeeded = "entering a namespace needs CAP_SYS_ADMIN (run as root)"
 
     public var description: String {
         switch self {
@@ -20,6 +24,7 @@ public enum CollectorError: Error, Sendable, CustomStringConvertible {
         case .namespaceNotFound(let name, let path):
             name == path ? "network namespace \"\(name)\" does not exist" : "network namespace \"\(name)\" does not exist (no \(path))"
         case .namespaceDenied(let name, let reason): "cannot enter network namespace \"\(name)\": \(reason)"
+        case .namespaceNeedsPrivilege(let name): "cannot enter network namespace \"\(name)\": \(Self.privilegeNeeded)"
         case .namespaceFailed(let name, let reason): "network namespace \"\(name)\": \(reason)"
         case .kernelTable(let error): "cannot read \(error)"
         }

@@ -48,8 +48,14 @@ public enum NetlinkDumpParser {
         into visitor: inout Visitor
     ) throws(NetlinkError) -> Outcome {
         try forEachSocketMessage(in: datagram, sequence: sequence, bodyName: "inet_diag_msg", minimumBody: inetDiagMsgSize) {
-            (body, _) throws(NetlinkError) in
-            visitor.visit(record(at: body, in: datagram, transport: transport))
+            (body, bodyLength) throws(NetlinkError) in
+            var socket = record(at: body, in: datagram, transport: transport)
+            if Visitor.wantsOwnership {
+                // idiag_inode, after idiag_uid.
+                socket.inode = datagram.loadUnaligned(fromByteOffset: body + 68, as: UInt32.self)
+                socket.cgroupID = cgroupID(in: datagram, from: body + inetDiagMsgSize, to: body + bodyLength)
+            }
+            visitor.visit(socket)
         }
     }
 
@@ -105,6 +111,27 @@ public enum NetlinkDumpParser {
             throw .truncated(offset: offset, reason: "\(end - offset) trailing bytes, less than a message header")
         }
         return outcome
+    }
+
+    /// INET_DIAG_CGROUP_ID: the kernel adds it to every full socket's message without being asked.
+    static let cgroupIDAttribute: UInt16 = 21
+
+    /// The value of the INET_DIAG_CGROUP_ID attribute among the rtattrs in `start..<end`, or 0.
+    /// Each attribute is a 4-byte header (length, type) and its value, padded to 4 bytes; a
+    /// message carries a handful, so this is a few loads per socket.
+    @inline(__always)
+    static func cgroupID(in bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> UInt64 {
+        var position = start
+        while end - position >= 4 {
+            let length = Int(bytes.loadUnaligned(fromByteOffset: position, as: UInt16.self))
+            let type = bytes.loadUnaligned(fromByteOffset: position + 2, as: UInt16.self) & 0x3FFF
+            guard length >= 4, length <= end - position else { return 0 }
+            if type == cgroupIDAttribute {
+                return length >= 12 ? bytes.loadUnaligned(fromByteOffset: position + 4, as: UInt64.self) : 0
+            }
+            position += (length + 3) & ~3
+        }
+        return 0
     }
 
     /// Reads struct inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid

@@ -39,7 +39,7 @@ public struct NetworkNamespace: Sendable {
             let error = errno
             switch error {
             case EINVAL: throw .namespaceFailed(name, reason: "\(path) is not a network namespace")
-            case EPERM: throw .namespaceDenied(name, reason: "entering a namespace needs CAP_SYS_ADMIN (run as root)")
+            case EPERM: throw .namespaceNeedsPrivilege(name)
             default: throw .namespaceFailed(name, reason: "setns: \(describeErrno(error))")
             }
         }

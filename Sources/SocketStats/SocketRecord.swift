@@ -58,13 +58,20 @@ public struct SocketRecord: Sendable {
     /// LISTEN over netlink: the accept-queue limit (listen()'s backlog, capped by somaxconn).
     /// LISTEN over /proc: not the limit (the kernel prints unsent bytes there). Otherwise: bytes not yet acknowledged.
     public var sendQueue: UInt32
+    /// The cgroup v2 id the kernel reports (INET_DIAG_CGROUP_ID): the id of the cgroup that made
+    /// the socket (or its listener). 0: none reported (TIME_WAIT, SYN_RECV, /proc, an old kernel)
+    /// or not asked for (see `SocketVisitor.wantsOwnership`). No cgroup has id 0.
+    public var cgroupID: UInt64
+    /// The socket's inode, as /proc/PID/fd/N names it ("socket:[INODE]"); 0 for TIME_WAIT,
+    /// SYN_RECV and orphans (closed by their process), or when not asked for.
+    public var inode: UInt32
 
     @inline(__always)
     public init(
         transport: TransportProtocol, isIPv6: Bool, state: UInt8,
         localPort: UInt16 = 0, remotePort: UInt16 = 0,
         localAddress: AddressWords = .zero, remoteAddress: AddressWords = .zero,
-        receiveQueue: UInt32 = 0, sendQueue: UInt32 = 0
+        receiveQueue: UInt32 = 0, sendQueue: UInt32 = 0, cgroupID: UInt64 = 0, inode: UInt32 = 0
     ) {
         self.transport = transport
         self.isIPv6 = isIPv6
@@ -75,6 +82,8 @@ public struct SocketRecord: Sendable {
         self.remoteAddress = remoteAddress
         self.receiveQueue = receiveQueue
         self.sendQueue = sendQueue
+        self.cgroupID = cgroupID
+        self.inode = inode
     }
 }
 
@@ -89,10 +98,14 @@ public protocol SocketVisitor: ~Copyable {
     /// need to know a port listens before they meet its connections). Costs two more netlink
     /// dumps of the listening tables only, or a read of the head of each /proc TCP table.
     static var wantsListenersFirst: Bool { get }
+    /// Whether `SocketRecord.cgroupID` and `inode` must be filled: the netlink parser then walks
+    /// each message's attributes, which it skips otherwise.
+    static var wantsOwnership: Bool { get }
 }
 
 extension SocketVisitor where Self: ~Copyable {
     public static var wantsListenersFirst: Bool { false }
+    public static var wantsOwnership: Bool { false }
 }
 
 extension SocketCounts: SocketVisitor {

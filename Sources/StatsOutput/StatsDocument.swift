@@ -15,7 +15,7 @@ public enum StatsDocument {
             out += ",\"\(name)\":" + stateObject(tcp)
         }
         for (name, udp) in [("udp", counts.udp), ("udp4", counts.udp4), ("udp6", counts.udp6)] {
-            out += ",\"\(name)\":{\"established\":\(udp.established),\"unconn\":\(udp.unconn),\"total\":\(udp.total)}"
+            out += ",\"\(name)\":" + udpObject(udp)
         }
         if let ports = snapshot.ports {
             let listeners = ports.listeners
@@ -42,6 +42,20 @@ public enum StatsDocument {
             }
             out += "}"
         }
+        if let cgroups = snapshot.cgroups {
+            out += ",\"cgroup_discovery\":["
+            out += cgroups.entries.map {
+                "{\"{#CGROUP}\":\(jsonString($0.path)),\"{#NAME}\":\(jsonString($0.name)),\"{#KIND}\":\"\($0.kind.rawValue)\"}"
+            }.joined(separator: ",")
+            out += "],\"cgroups\":{"
+            out += cgroups.entries.map {
+                jsonString($0.path) + ":{\"name\":\(jsonString($0.name)),\"kind\":\"\($0.kind.rawValue)\"," + countsMembers($0.counts) + "}"
+            }.joined(separator: ",")
+            out += "},\"cgroup_status\":{\"available\":\(cgroups.unavailableReason == nil ? 1 : 0)"
+            out += ",\"reason\":\(jsonString(cgroups.unavailableReason ?? "")),\"mount\":\(jsonString(cgroups.mountPoint))"
+            out += ",\"unattributed\":{" + countsMembers(cgroups.unattributed) + "}"
+            out += ",\"unresolved\":{" + countsMembers(cgroups.unresolved) + "}}"
+        }
         if let kernel = snapshot.kernel {
             out += ",\"kernel\":{" + kernel.values.map { "\"\($0.name)\":\($0.value)" }.joined(separator: ",") + "}"
         }
@@ -61,6 +75,16 @@ public enum StatsDocument {
                     + ",\"connections\":\(figures.connections)}"
             }.joined(separator: ",")
             out += "}"
+        }
+        if let survey = snapshot.namespaces {
+            let counted = survey.entries.compactMap { entry in entry.snapshot.map { (entry, $0) } }
+            out += ",\"netns_discovery\":["
+            out += counted.map { "{\"{#NETNS}\":\(jsonString($0.0.name)),\"{#INODE}\":\"\($0.0.inode)\"}" }.joined(separator: ",")
+            // Each namespace's document has the top level's keys, after its inode.
+            out += "],\"netns\":{"
+            out += counted.map { jsonString($0.0.name) + ":{\"inode\":\($0.0.inode)," + json($0.1).dropFirst() }.joined(separator: ",")
+            out += "},\"netns_status\":{\"found\":\(survey.entries.count),\"counted\":\(counted.count),\"problems\":["
+            out += survey.problems.map(jsonString).joined(separator: ",") + "]}"
         }
         return out + "}"
     }
@@ -94,6 +118,21 @@ public enum StatsDocument {
                 out += "\nephemeral ports: \(busiest.sockets) of \(ports.ephemeralRangeSize) towards \(endpoint(busiest))\n"
             }
         }
+        if let cgroups = snapshot.cgroups {
+            if let reason = cgroups.unavailableReason {
+                out += "\ncgroups: unavailable: \(reason)\n"
+            } else {
+                out += "\n" + ["ESTAB", "LISTEN", "CLOSE-WAIT", "other", "UDP"].map { $0.leftPadding(11) }.joined() + "  cgroup\n"
+                let rows = cgroups.entries.map { ($0.name + "  (" + $0.path + ")", $0.counts) }
+                    + [("unattributed (TIME-WAIT, SYN-RECV)", cgroups.unattributed), ("unresolved", cgroups.unresolved)]
+                for (label, counts) in rows {
+                    let tcp = counts.tcp
+                    let other = tcp.total - tcp[.established] - tcp[.listen] - tcp[.closeWait]
+                    out += [tcp[.established], tcp[.listen], tcp[.closeWait], other, counts.udp.total]
+                        .map { String($0).leftPadding(11) }.joined() + "  \(label)\n"
+                }
+            }
+        }
         if let kernel = snapshot.kernel {
             out += "\n" + kernel.values.map { "\($0.name) \($0.value)" }.joined(separator: "\n") + "\n"
         }
@@ -110,6 +149,19 @@ public enum StatsDocument {
                     + "  \(listener.path)\n"
             }
         }
+        if let survey = snapshot.namespaces {
+            out += "\n" + ["inode", "ESTAB", "LISTEN", "CLOSE-WAIT", "TIME-WAIT", "TCP", "UDP"].map { $0.leftPadding(11) }.joined() + "  network namespace\n"
+            for entry in survey.entries {
+                guard let counts = entry.snapshot?.counts else {
+                    out += String(entry.inode).leftPadding(11) + "not counted".leftPadding(66) + "  \(entry.name)\n"
+                    continue
+                }
+                let tcp = counts.tcp
+                out += ([entry.inode] + [tcp[.established], tcp[.listen], tcp[.closeWait], tcp[.timeWait], tcp.total, counts.udp.total])
+                    .map { String($0).leftPadding(11) }.joined() + "  \(entry.name)\n"
+            }
+            out += survey.problems.map { "note: \($0)\n" }.joined()
+        }
         return out
     }
 
@@ -120,6 +172,15 @@ public enum StatsDocument {
     /// TCP_CLOSE is what `ss` shows as UNCONN for a UNIX socket.
     private static func unixStateName(_ state: TCPState) -> String {
         state == .close ? "unconn" : state.zabbixName
+    }
+
+    private static func udpObject(_ udp: UDPCounts) -> String {
+        "{\"established\":\(udp.established),\"unconn\":\(udp.unconn),\"total\":\(udp.total)}"
+    }
+
+    /// `"tcp":{...},"udp":{...}` of one cgroup or bucket.
+    private static func countsMembers(_ counts: CgroupCounts) -> String {
+        "\"tcp\":" + stateObject(counts.tcp) + ",\"udp\":" + udpObject(counts.udp)
     }
 
     private static func stateObject(_ states: TCPStateCounts) -> String {
@@ -140,7 +201,7 @@ public enum StatsDocument {
         whole == 0 ? 0 : part * 100 / whole
     }
 
-    /// A JSON string; the texts here are addresses, so only quotes and backslashes need escaping.
+    /// A table row: the label, then the values right-aligned.
     private static func row(_ label: String, _ values: [String]) -> String {
         label.padding(12) + values.map { $0.leftPadding(10) }.joined() + "\n"
     }

@@ -9,13 +9,18 @@ struct CollectionFlags: ParsableArguments {
     ))
     var netns: String?
 
+    @Flag(name: .customLong("all-netns"), help: ArgumentHelp(
+        "Also count in every other network namespace on the host (containers, `ip netns`), each under `netns` in the JSON. Needs CAP_SYS_ADMIN (and CAP_SYS_PTRACE for other users' processes); without, reports what it could not enter."
+    ))
+    var allNetworkNamespaces = false
+
     @Option(help: "Where counts come from: netlink, proc (/proc/net tables), or auto (netlink; /proc if netlink is refused).")
     var source: SourcePreference = .auto
 
     @Option(
         name: .customLong("sections"),
         help: ArgumentHelp(
-            "What to report, comma-separated: counts (per state), ports (per listening port, outbound service ports, ephemeral ports), kernel (counters and limits), unix (UNIX sockets per type and state, per listening path).",
+            "What to report, comma-separated: counts (per state), ports (per listening port, outbound service ports, ephemeral ports), cgroups (per service, container and pod; needs netlink and cgroup v2), kernel (counters and limits), unix (UNIX sockets per type and state, per listening path).",
             valueName: "list"
         )
     )
@@ -34,12 +39,19 @@ struct CollectionFlags: ParsableArguments {
         if procRoot != nil && source == .netlink {
             throw ValidationError("--proc-root reads /proc tables and cannot be combined with --source netlink")
         }
+        if allNetworkNamespaces && netns != nil {
+            throw ValidationError("--all-netns counts every namespace; it cannot be combined with --netns")
+        }
+        if allNetworkNamespaces && procRoot != nil {
+            throw ValidationError("--all-netns enters live namespaces and cannot be combined with --proc-root")
+        }
         _ = try options()
     }
 
     /// The flags as collection options; reports the first unknown section or bad port.
     func options() throws -> CollectionOptions {
         var options = CollectionOptions(source: source, procRoot: procRoot, netns: netns)
+        options.allNetworkNamespaces = allNetworkNamespaces
         options.sections = []
         for name in sectionList.split(separator: ",") {
             guard let section = CollectionOptions.Section(rawValue: String(name)) else {
@@ -58,10 +70,13 @@ struct CollectionFlags: ParsableArguments {
         return options
     }
 
-    /// Collects, turning a collection failure into `zabbix-sockets: error: ...` and exit 1.
+    /// Collects, turning a collection failure into `zabbix-sockets: error: ...` and exit 1;
+    /// namespaces --all-netns could not count are warnings on stderr (the JSON says so too).
     func collect() throws -> Snapshot {
         do {
-            return try options().collect()
+            let snapshot = try options().collect()
+            for problem in snapshot.namespaces?.problems ?? [] { writeLine("zabbix-sockets: warning: \(problem)", to: 2) }
+            return snapshot
         } catch let error as CollectorError {
             throw fail(error.description)
         }

@@ -126,12 +126,22 @@ struct RunCommand: AsyncParsableCommand {
 
         let namespaces = Dictionary(uniqueKeysWithValues: extra.map { ($0.host, $0.netns) })
         let failures = Mutex(RefusalLog())
+        // --all-netns problems (a namespace not entered) are logged when they change, not every poll.
+        let namespaceProblems = Mutex<[String]>([])
         let source: PushDaemon.Source = { settings, clock, ns in
             settings.hosts.compactMap { host in
                 var hostOptions = options
-                if let netns = namespaces[host] { hostOptions.netns = netns }
+                if let netns = namespaces[host] {
+                    // --netns-host sends one namespace as a host of its own; --all-netns goes with the main host.
+                    hostOptions.netns = netns
+                    hostOptions.allNetworkNamespaces = false
+                }
                 do {
                     let snapshot = try hostOptions.collect()
+                    if let problems = snapshot.namespaces?.problems,
+                       namespaceProblems.withLock({ old in defer { old = problems }; return old != problems }) {
+                        for problem in problems { logger.warning("--all-netns: \(problem)") }
+                    }
                     if failures.withLock({ $0.accepted(host) }) { logger.info("collecting for \(host) works again") }
                     return SenderValue(host: host, key: StatsDocument.itemKey, value: StatsDocument.json(snapshot), clock: clock, ns: ns)
                 } catch {

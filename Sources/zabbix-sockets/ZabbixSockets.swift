@@ -13,7 +13,7 @@ struct ZabbixSockets: AsyncParsableCommand {
         the way `ss` does, and hands the counts to Zabbix as one JSON document for a master item.
         """,
         version: zabbixSocketsVersion,
-        subcommands: [StatsCommand.self, SendCommand.self, RunCommand.self, ServeCommand.self],
+        subcommands: [StatsCommand.self, SendCommand.self, RunCommand.self, ServeCommand.self, OwnersCommand.self],
         defaultSubcommand: nil
     )
 

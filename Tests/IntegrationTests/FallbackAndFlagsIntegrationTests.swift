@@ -14,6 +14,7 @@ final class FallbackAndFlagsIntegrationTests: NamespaceTestCase {
     static let countsKeys: Set<String> = ["source", "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"]
     static let portsKeys: Set<String> = ["listen_discovery", "listen", "remote_discovery", "remote", "ephemeral"]
     static let unixKeys: Set<String> = ["unix", "unix_listen_discovery", "unix_listen"]
+    static let cgroupKeys: Set<String> = ["cgroup_discovery", "cgroups", "cgroup_status"]
 
     // MARK: - netlink forbidden
 
@@ -71,8 +72,9 @@ final class FallbackAndFlagsIntegrationTests: NamespaceTestCase {
             ("counts", Self.countsKeys),
             ("counts,kernel", Self.countsKeys.union(["kernel"])),
             ("counts,ports", Self.countsKeys.union(Self.portsKeys)),
+            ("counts,cgroups", Self.countsKeys.union(Self.cgroupKeys)),
             ("unix", Self.countsKeys.union(Self.unixKeys)),
-            (nil, Self.countsKeys.union(Self.portsKeys).union(["kernel"]).union(Self.unixKeys)),
+            (nil, Self.countsKeys.union(Self.portsKeys).union(Self.cgroupKeys).union(["kernel"]).union(Self.unixKeys)),
         ]
         for (sections, keys) in cases {
             let doc = try runStats([stats, "stats", "--netns", ns] + (sections.map { ["--sections", $0] } ?? []))

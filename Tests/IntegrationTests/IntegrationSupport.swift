@@ -167,11 +167,12 @@ class NamespaceTestCase: XCTestCase {
     static let repositoryRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// tools/sockctl.py started in `ns` and ready for commands; stopped in tearDown.
-    func startControl(in ns: String) throws -> SocketControl {
+    /// tools/sockctl.py started in `ns` and ready for commands; stopped in tearDown. With
+    /// `cgroup` (a cgroup v2 directory), it runs in that cgroup from its first instruction on.
+    func startControl(in ns: String, cgroup: String? = nil) throws -> SocketControl {
         // A helper that died must fail its test, not kill the test process on the next write.
         signal(SIGPIPE, SIG_IGN)
-        let control = try SocketControl(namespace: ns)
+        let control = try SocketControl(namespace: ns, cgroup: cgroup)
         controls.append(control)
         try control.waitReady(timeout: 30)
         return control
@@ -546,10 +547,14 @@ final class SocketControl {
     /// Lines of `out` already read.
     private var consumed = 0
 
-    init(namespace: String) throws {
+    init(namespace: String, cgroup: String? = nil) throws {
         self.namespace = namespace
-        process = try Tool.process(["ip", "netns", "exec", namespace, "python3", Self.script, "--max-hold", "900"],
-                                   stdout: out, stderr: err)
+        var argv = ["ip", "netns", "exec", namespace, "python3", Self.script, "--max-hold", "900"]
+        if let cgroup {
+            // The shell moves itself into the cgroup, then becomes the helper: every socket it makes is the cgroup's.
+            argv = ["sh", "-c", #"echo $$ > "$0/cgroup.procs" && exec "$@""#, cgroup] + argv
+        }
+        process = try Tool.process(argv, stdout: out, stderr: err)
         process.standardInput = stdin
         try process.run()
     }

@@ -82,6 +82,29 @@ final class NetlinkDumpParserTests: XCTestCase {
         }
     }
 
+    func testCgroupIDAttributeIsReadOnlyForVisitorsThatAsk() throws {
+        // A LISTEN message as the kernel sends it: SHUTDOWN (8), SOCKOPT (22), CGROUP_ID (21).
+        let attributes = attribute(type: 8, value: [0]) + attribute(type: 22, value: [0, 0])
+            + attribute(type: 21, value: le(UInt64(0x1234_5678_9ABC)))
+        let datagram = message(type: SOCK_DIAG_BY_FAMILY, body: diagBody(family: AF_INET, state: 10) + attributes)
+            + message(type: SOCK_DIAG_BY_FAMILY, body: diagBody(family: AF_INET, state: 6))
+        var tally = CgroupTally()
+        _ = try datagram.withUnsafeBytes { try NetlinkDumpParser.parse($0, sequence: sequence, transport: .tcp, into: &tally) }
+        XCTAssertEqual(tally.byID.map(\.id), [0x1234_5678_9ABC])
+        XCTAssertEqual(tally.byID.first?.counts.tcp[.listen], 1)
+        XCTAssertEqual(tally.unattributed.tcp[.timeWait], 1, "a TIME_WAIT message has no attribute")
+        XCTAssertEqual(tally.fullSocketsWithoutID, 0)
+    }
+
+    func testMalformedAttributesGiveNoCgroupID() {
+        let body = diagBody(family: AF_INET, state: 1)
+        for attributes in [[UInt8(2), 0, 21, 0], le(UInt16(200)) + le(UInt16(21)) + [0, 0, 0, 0], attribute(type: 21, value: [1, 2, 3, 4])] {
+            let bytes = body + attributes
+            let id = bytes.withUnsafeBytes { NetlinkDumpParser.cgroupID(in: $0, from: body.count, to: bytes.count) }
+            XCTAssertEqual(id, 0, "\(attributes)")
+        }
+    }
+
     func testRandomBytesNeverCrash() {
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<20_000 {
@@ -94,6 +117,8 @@ final class NetlinkDumpParserTests: XCTestCase {
             }
             var counts = SocketCounts()
             _ = try? parse(bytes, into: &counts)
+            var tally = CgroupTally()
+            _ = try? bytes.withUnsafeBytes { try NetlinkDumpParser.parse($0, sequence: sequence, transport: .tcp, into: &tally) }
         }
     }
 
@@ -116,6 +141,11 @@ final class NetlinkDumpParserTests: XCTestCase {
         body[0] = UInt8(family)
         body[1] = state
         return body
+    }
+
+    private func attribute(type: UInt16, value: [UInt8]) -> [UInt8] {
+        let length = 4 + value.count
+        return le(UInt16(length)) + le(type) + value + [UInt8](repeating: 0, count: (4 - length % 4) % 4)
     }
 
     private func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {

@@ -15,6 +15,7 @@ final class StatsDocumentTests: XCTestCase {
     static let unixKeys = ["unix", "unix_listen_discovery", "unix_listen"]
     static let unixStateKeys = ["established", "syn_sent", "listen", "unconn", "total"]
     static let unixListenKeys = ["listeners", "accept_queue", "backlog", "accept_queue_pct", "connections"]
+    static let cgroupKeys = ["cgroup_discovery", "cgroups", "cgroup_status"]
 
     let loopback = AddressWords(0x0100_007F, 0, 0, 0)  // 127.0.0.1 as the kernel stores it
     let server = AddressWords(0x0A00_000A, 0, 0, 0)  // 10.0.0.10
@@ -214,6 +215,53 @@ final class StatsDocumentTests: XCTestCase {
         XCTAssertEqual(doc["unix"]?["stream"]?.keys, Self.unixStateKeys)
         XCTAssertEqual(doc["unix_listen_discovery"], .array([]))
         XCTAssertEqual(doc["unix_listen"], .object([]))
+    }
+
+    func testCgroupsSectionKeysAndOrder() throws {
+        var web = CgroupCounts()
+        web.tcp[.established] = 4
+        web.tcp[.closeWait] = 2
+        web.udp = UDPCounts(established: 1, unconn: 0, total: 1)
+        var waits = CgroupCounts()
+        waits.tcp[.timeWait] = 9
+        let cgroups = CgroupBreakdown(
+            mountPoint: "/sys/fs/cgroup/unified",
+            entries: [.init(path: "/system.slice/nginx.service", name: "nginx.service", kind: .service, counts: web),
+                      .init(path: "/odd\"path", name: "/odd\"path", kind: .cgroup, counts: CgroupCounts())],
+            unattributed: waits)
+        let doc = try document(Snapshot(source: .netlink, counts: SocketCounts(), cgroups: cgroups, kernel: KernelCounters([("somaxconn", 1)])))
+        XCTAssertEqual(doc.keys, Self.countsKeys + Self.cgroupKeys + ["kernel"], "cgroups after ports, before kernel")
+        let rows = try XCTUnwrap(doc["cgroup_discovery"]).elements
+        XCTAssertEqual(rows.map(\.keys), [["{#CGROUP}", "{#NAME}", "{#KIND}"], ["{#CGROUP}", "{#NAME}", "{#KIND}"]])
+        XCTAssertEqual(rows.map { $0["{#NAME}"]?.text }, ["nginx.service", "/odd\"path"])
+        XCTAssertEqual(rows.first?["{#KIND}"]?.text, "service")
+        let byPath = try XCTUnwrap(doc["cgroups"])
+        XCTAssertEqual(byPath.keys, ["/system.slice/nginx.service", "/odd\"path"])
+        let nginx = try XCTUnwrap(byPath["/system.slice/nginx.service"])
+        XCTAssertEqual(nginx.keys, ["name", "kind", "tcp", "udp"])
+        XCTAssertEqual(nginx["tcp"]?.keys, Self.tcpKeys)
+        XCTAssertEqual(nginx["udp"]?.keys, Self.udpKeys)
+        XCTAssertEqual(nginx["tcp"]?["close_wait"]?.uint, 2)
+        XCTAssertEqual(nginx["tcp"]?["total"]?.uint, 6)
+        XCTAssertEqual(nginx["udp"]?["established"]?.uint, 1)
+        let status = try XCTUnwrap(doc["cgroup_status"])
+        XCTAssertEqual(status.keys, ["available", "reason", "mount", "unattributed", "unresolved"])
+        XCTAssertEqual(status["available"]?.uint, 1)
+        XCTAssertEqual(status["mount"]?.text, "/sys/fs/cgroup/unified")
+        XCTAssertEqual(status["unattributed"]?["tcp"]?["time_wait"]?.uint, 9)
+        XCTAssertEqual(status["unresolved"]?["udp"]?.keys, Self.udpKeys)
+    }
+
+    func testUnavailableCgroupsSectionSaysWhyAndKeepsEveryKey() throws {
+        let cgroups = CgroupBreakdown(unavailableReason: "no cgroup v2 hierarchy is mounted")
+        let doc = try document(Snapshot(source: .netlink, counts: SocketCounts(), cgroups: cgroups))
+        XCTAssertEqual(doc.keys, Self.countsKeys + Self.cgroupKeys)
+        XCTAssertEqual(doc["cgroup_discovery"], .array([]))
+        XCTAssertEqual(doc["cgroups"], .object([]))
+        XCTAssertEqual(doc["cgroup_status"]?["available"]?.uint, 0)
+        XCTAssertEqual(doc["cgroup_status"]?["reason"]?.text, "no cgroup v2 hierarchy is mounted")
+        XCTAssertTrue(StatsDocument.text(Snapshot(source: .netlink, counts: SocketCounts(), cgroups: cgroups))
+            .contains("cgroups: unavailable: no cgroup v2 hierarchy is mounted"))
     }
 
     func testTextTableNamesEveryStateAsSsDoes() {
