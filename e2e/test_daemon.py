@@ -596,7 +596,8 @@ class DaemonTests(support.ZabbixCase):
         new = {(r["clock"], r["ns"]) for r in records if r["clock"] + r["ns"] / 1e9 > t_restart}
         self.assertGreaterEqual(len(new), 10)
         try:
-            zbxapi.wait_until(lambda: len(self.values("corrupt", t0 - 1)) >= len(want), 15, 0.5,
+            # The history syncer of a busy server may take a while with the last values.
+            zbxapi.wait_until(lambda: len(self.values("corrupt", t0 - 1)) >= len(want), 60, 0.5,
                               f"the {len(want)} values of the buffer in history")
         except TimeoutError:
             pass                                           # which ones are missing is asserted below

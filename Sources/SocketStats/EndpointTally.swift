@@ -22,7 +22,7 @@ struct EndpointTally: ~Copyable {
     private var capacity = 64
     private var used = 0
     /// Remote port -> 1 + a slot holding an endpoint with that port, 0 none. Only a hint:
-    /// `add` checks the slot's endpoint before using it.
+    /// `add` checks the slot's address and family before using it.
     private let memo: UnsafeMutablePointer<UInt32>
     /// Differs per process, so that peers who choose their addresses cannot choose collisions.
     private let seed: UInt64
@@ -51,7 +51,9 @@ struct EndpointTally: ~Copyable {
     @inline(__always)
     mutating func add(_ address: AddressWords, port: UInt16, isIPv6: Bool) {
         let hint = Int(memo[Int(port)])
-        if hint != 0, slots[hint - 1].port == port, slots[hint - 1].address == address, slots[hint - 1].isIPv6 == isIPv6 {
+        // A hint always names a slot holding this port (set with it, moved by `grow`, cleared
+        // by `removeAll`), so only the address and family need comparing.
+        if hint != 0, slots[hint - 1].address == address, slots[hint - 1].isIPv6 == isIPv6 {
             slots[hint - 1].sockets &+= 1
             return
         }

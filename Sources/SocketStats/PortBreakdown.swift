@@ -119,8 +119,15 @@ public struct PortTally: ~Copyable, SocketVisitor {
 
     @inline(__always)
     public mutating func visit(_ socket: SocketRecord) {
+        // The count after the per-port work, not before: its store could alias the datagram
+        // the record is read from, so the compiler then loaded every field (addresses, queues)
+        // for every socket, where only LISTEN sockets need most of them.
+        if socket.transport == .tcp { tallyPorts(socket) }
         counts.visit(socket)
-        guard socket.transport == .tcp else { return }
+    }
+
+    @inline(__always)
+    private mutating func tallyPorts(_ socket: SocketRecord) {
         if socket.state == TCPState.listen.rawValue {
             // Fields, not the record: passing the record makes the compiler build it in memory
             // for every socket.

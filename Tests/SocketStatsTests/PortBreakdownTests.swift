@@ -90,6 +90,30 @@ final class PortBreakdownTests: XCTestCase {
         XCTAssertEqual(ports.breakdown.busiestEphemeral?.sockets, 1, "the table works again after starting over")
     }
 
+    func testEndpointsDifferingOnlyInPortOrFamilyAreCountedApart() {
+        // The per-port memo compares only address and family on a hit: alternate the endpoints
+        // so that each socket misses the memo entry the one before it left.
+        var ports = PortTally(remotePorts: [], ephemeralRange: 40000...49999)
+        var local: UInt16 = 40000
+        let round: [(remote: UInt16, isIPv6: Bool, times: Int)] = [(5432, false, 2), (5432, true, 3), (5433, false, 1)]
+        for (remote, isIPv6, times) in round + round + round {
+            for _ in 0..<times {
+                ports.visit(tcp(.established, local: local, remote: remote, isIPv6: isIPv6))
+                local += 1
+            }
+        }
+        XCTAssertEqual(ports.breakdown.busiestEphemeral?.sockets, 9)
+        XCTAssertEqual(ports.breakdown.busiestEphemeral?.isIPv6, true)
+        XCTAssertEqual(ports.breakdown.busiestEphemeral?.remotePort, 5432)
+        for _ in 0..<3 {
+            ports.visit(tcp(.established, local: local, remote: 5432))
+            local += 1
+        }
+        XCTAssertEqual(ports.breakdown.busiestEphemeral?.sockets, 9)
+        XCTAssertEqual(ports.breakdown.busiestEphemeral?.isIPv6, false, "a tie goes to IPv4")
+        XCTAssertEqual(ports.breakdown.counts.tcp[.established], 21)
+    }
+
     func testInboundConnectionsDoNotCountAsEphemeral() {
         var ports = PortTally(remotePorts: [], ephemeralRange: 10000...65535)
         ports.visit(tcp(.listen, local: 45000))
