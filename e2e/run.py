@@ -17,6 +17,9 @@ The files, in the order they run:
   test_classic    the classic "Template App Sockets" drop-in
   test_ports      listening-port discovery: a full accept queue, CLOSE_WAIT per port, the
                   overflow trigger's dependency, ephemeral ports left out, the port cap
+  test_who        "Services and containers" and "Network namespaces" discoveries: a cgroup2
+                  mount and namespaces of the test, values equal the JSON, the per-cgroup
+                  CLOSE_WAIT trigger fires and resolves
   test_busy       a 100k-socket benchmark population raises no problem; a troubled one only
                   the CLOSE_WAIT leak
   test_profiles   items and values per collection of three host profiles (README table)
@@ -39,8 +42,9 @@ import test_profiles
 import test_psk
 import test_templates
 import test_trapper
+import test_who
 
-MODULES = [test_templates, test_agent, test_trapper, test_classic, test_ports, test_busy,
+MODULES = [test_templates, test_agent, test_trapper, test_classic, test_ports, test_who, test_busy,
            test_profiles, test_psk, test_daemon]
 
 if __name__ == "__main__":
