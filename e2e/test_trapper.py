@@ -78,7 +78,8 @@ class TrapperTemplate(support.ZabbixCase):
                 | {f"sockets.remote[{r['{#PORT}']},{f}]" for r in doc["remote_discovery"] for f in REMOTE_FIELDS})
         found = {}
         def discovered():
-            found["keys"] = {k for k, i in self.host_items(hostid).items() if i["flags"] == "4"}
+            found["keys"] = {k for k, i in self.host_items(hostid).items()
+                             if i["flags"] == "4" and support.PORT_KEY.match(k)}
             return found["keys"] == want
         try:
             zbxapi.wait_until(discovered, 60, 1, f"{len(want)} discovered items on the trapper host")

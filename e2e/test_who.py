@@ -25,16 +25,11 @@ import tempfile
 import time
 
 import support
-from support import ROOT, zbxapi
+from support import CGROUP_FIELDS, NETNS_FIELDS, ROOT, zbxapi
 
 SOCKCTL = os.path.join(ROOT, "tools", "sockctl.py")
 CGROUP_HOST = "zabbix-sockets-e2e-cgroups"
 NETNS_HOST = "zabbix-sockets-e2e-netns"
-CGROUP_FIELDS = [f"tcp.{s}" for s in ("established", "syn_sent", "fin_wait1", "fin_wait2",
-                                      "close_wait", "last_ack", "closing", "listen", "total")] + ["udp.total"]
-NETNS_FIELDS = [f"tcp.{s}" for s in ("established", "syn_sent", "syn_recv", "fin_wait1", "fin_wait2",
-                                     "time_wait", "close_wait", "last_ack", "closing", "listen",
-                                     "total")] + ["udp.total"]
 CLOSE_WAIT = 3
 WAIT = 90           # seconds any single wait on the server may take
 
