@@ -62,7 +62,17 @@ final class HostileRunIntegrationTests: NamespaceTestCase {
         try waitUntil("the full disk logged", timeout: 10) { contents(log).contains("cannot store the values") }
         usleep(1_000_000)
         let duringOutage = stub.requests(on: port)
-        XCTAssertEqual(contents(log).components(separatedBy: "cannot store the values").count - 1, 1, "logged once per episode")
+        // Once per episode: delivered values free space, so a store may succeed between two full
+        // spells (a new episode), but never two complaints without a recovery between them.
+        var complaining = false
+        for line in contents(log).split(separator: "\n") {
+            if line.contains("cannot store the values") {
+                XCTAssertFalse(complaining, "logged twice in one episode")
+                complaining = true
+            } else if line.contains("storing values works again") {
+                complaining = false
+            }
+        }
         let files = try FileManager.default.contentsOfDirectory(atPath: mount + "/buffer")
         XCTAssertLessThanOrEqual(files.filter { $0.hasSuffix(".seg") }.count, 2, "no empty segment per failed tick: \(files)")
 
