@@ -105,8 +105,9 @@ class AgentTemplate(support.ZabbixCase):
 
         def settled():
             items = self.api.items(self.hostid)
-            # ports only: the host's cgroups with sockets come and go with other processes
-            found = {i["key_"] for i in items if i["flags"] == "4" and support.PORT_KEY.match(i["key_"])}
+            # ports and UNIX paths only: the host's cgroups with sockets come and go with other processes
+            found = {i["key_"] for i in items if i["flags"] == "4"
+                     and (support.PORT_KEY.match(i["key_"]) or support.UNIX_KEY.match(i["key_"]))}
             bad = {i["key_"]: (i["state"], i["error"]) for i in items if (i["state"], i["error"]) != ("0", "")}
             empty = sorted(i["key_"] for i in items if i["lastclock"] == "0" and i["key_"] not in no_value_ok)
             state.update(found=found, bad=bad, empty=empty, n=len(items))
