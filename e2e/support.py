@@ -906,3 +906,21 @@ def main(modules, argv=None):
     print(f"# total {time.monotonic() - t0:.1f}s; logs under {Config.env.get('ZBX_STATE', '?')}")
     print(f"{result.passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return 1 if failed else 0
+
+
+class TemplateHostsCase(ZabbixCase):
+    """A ZabbixCase that imports both templates once and deletes the hosts its tests add to
+    `hosts` (the busy-host and profile tests)."""
+
+    hosts = []
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        for path in TEMPLATE_FILES:
+            cls.api.import_file(path)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.delete_hosts(*cls.hosts)
+        super().tearDownClass()

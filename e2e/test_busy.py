@@ -34,20 +34,8 @@ SHAPES = {
 }
 
 
-class BusyHosts(support.ZabbixCase):
-
+class BusyHosts(support.TemplateHostsCase):
     hosts = []
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        for path in support.TEMPLATE_FILES:
-            cls.api.import_file(path)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.delete_hosts(*cls.hosts)
-        super().tearDownClass()
 
     def watch(self, label):
         args, want = SHAPES[label]

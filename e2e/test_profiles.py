@@ -33,20 +33,8 @@ PROFILES = {
 }
 
 
-class Profiles(support.ZabbixCase):
-
+class Profiles(support.TemplateHostsCase):
     hosts = []
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        for path in support.TEMPLATE_FILES:
-            cls.api.import_file(path)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.delete_hosts(*cls.hosts)
-        super().tearDownClass()
 
     def stored_at(self, items, clock, ns):
         n = 0
