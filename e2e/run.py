@@ -19,6 +19,9 @@ The files, in the order they run:
                   overflow trigger's dependency, ephemeral ports left out, the port cap
   test_unix       UNIX listening sockets discovery: the test's paths only (systemd and D-Bus
                   names left out), values equal the JSON, the queue trigger fires and resolves
+  test_who        "Services and containers" and "Network namespaces" discoveries: a cgroup2
+                  mount and namespaces of the test, values equal the JSON, the per-cgroup
+                  CLOSE_WAIT trigger fires and resolves
   test_busy       a 100k-socket benchmark population raises no problem; a troubled one only
                   the CLOSE_WAIT leak
   test_profiles   items and values per collection of three host profiles (README table)
@@ -42,8 +45,9 @@ import test_psk
 import test_templates
 import test_trapper
 import test_unix
+import test_who
 
-MODULES = [test_templates, test_agent, test_trapper, test_classic, test_ports, test_unix, test_busy,
+MODULES = [test_templates, test_agent, test_trapper, test_classic, test_ports, test_unix, test_who, test_busy,
            test_profiles, test_psk, test_daemon]
 
 if __name__ == "__main__":

@@ -58,9 +58,14 @@ MAX_QUEUE_KEY = tplgen.MAX_QUEUE_ITEM[0]
 TEMPLATE_KEYS = {MASTER_KEY, *DEPENDENT, *KERNEL_KEYS, *EPHEMERAL_KEYS, *LIMIT_KEYS, MAX_QUEUE_KEY}
 LISTEN_FIELDS = [r[0] for r in tplgen.LISTEN_PROTOTYPES]
 REMOTE_FIELDS = [r[0] for r in tplgen.REMOTE_PROTOTYPES]
+CGROUP_FIELDS = [r[0] for r in tplgen.CGROUP_PROTOTYPES]
+NETNS_FIELDS = [r[0] for r in tplgen.NETNS_PROTOTYPES]
 PORT_KEY = re.compile(r"^sockets\.(listen|remote)\[(\d+),(\w+)\]$")
 UNIX_LISTEN_FIELDS = [r[0] for r in tplgen.UNIX_LISTEN_PROTOTYPES]
 UNIX_KEY = re.compile(r'^sockets\.unix\.listen\["(.*)",(\w+)\]$')
+# "Services and containers" and "Network namespaces": sockets.cgroup["PATH",tcp.STATE], ...
+WHO_KEY = re.compile(r'^sockets\.(cgroup|netns)\["(.*)",(tcp|udp)\.(\w+)\]$')
+WHO_SECTIONS = {"cgroup": "cgroups", "netns": "netns"}
 TEMPLATE_TRIGGERS = len(tplgen.TRIGGERS)
 MACRO_DEFAULTS = {name: value for name, (value, _d) in tplgen.MACROS.items()}
 
@@ -82,7 +87,13 @@ def heartbeat_of(key):
     if u:
         return HEARTBEATS[f'sockets.unix.listen["{{#PATH}}",{u.group(2)}]']
     m = PORT_KEY.match(key)
-    return HEARTBEATS[f"sockets.{m.group(1)}[{{#PORT}},{m.group(3)}]" if m else key]
+    if m:
+        return HEARTBEATS[f"sockets.{m.group(1)}[{{#PORT}},{m.group(3)}]"]
+    m = WHO_KEY.match(key)
+    if m:
+        macro_name = "{#CGROUP}" if m.group(1) == "cgroup" else "{#NETNS}"
+        return HEARTBEATS[f'sockets.{m.group(1)}["{macro_name}",{m.group(3)}.{m.group(4)}]']
+    return HEARTBEATS[key]
 
 
 class Config:
@@ -310,7 +321,7 @@ def expected_from_doc(key, doc, macros=None):
     """What an item gives from one master document, before any per-second step: a number or
     text; None where the template discards the value (an optional kernel key absent, a limit
     use whose keys are absent or whose limit is 0). A discovered port missing from the document
-    gives 0 (the prototypes' custom error value)."""
+    gives 0 (the prototypes' custom error value), and so does a cgroup or namespace."""
     if key in DEPENDENT:
         proto, state = DEPENDENT[key]
         return doc[proto][state]
@@ -332,6 +343,10 @@ def expected_from_doc(key, doc, macros=None):
     if u:
         path, field = u.groups()
         return doc["unix_listen"].get(path, {}).get(field, 0)
+    m = WHO_KEY.match(key)
+    if m:
+        rule, name, proto, field = m.groups()
+        return doc.get(WHO_SECTIONS[rule], {}).get(name, {}).get(proto, {}).get(field, 0)
     raise KeyError(key)
 
 

@@ -91,7 +91,8 @@ class ListeningPorts(support.ZabbixCase):
                 found = {}
 
                 def discovered():
-                    found["keys"] = {k for k, i in self.host_items(hostid).items() if i["flags"] == "4"}
+                    found["keys"] = {k for k, i in self.host_items(hostid).items()
+                             if i["flags"] == "4" and support.PORT_KEY.match(k)}
                     return found["keys"] == keys
                 try:
                     zbxapi.wait_until(discovered, 60, 1, f"items of {len(want[label])} ports ({label})")
@@ -158,14 +159,16 @@ class ListeningPorts(support.ZabbixCase):
         want = {f"sockets.listen[{port},{f}]" for port in (p_full, p_conn) for f in LISTEN_FIELDS}
 
         def discovered():
-            found = {k for k, i in self.host_items(hostid).items() if i["flags"] == "4"}
+            found = {k for k, i in self.host_items(hostid).items()
+                             if i["flags"] == "4" and support.PORT_KEY.match(k)}
             return found if found == want else None
         try:
             zbxapi.wait_until(discovered, 60, 1, "items discovered for the two ports")
         except TimeoutError:
             rule = self.api.call("discoveryrule.get", {"output": ["key_", "state", "error"],
                                                        "hostids": [hostid]})
-            found = {k for k, i in self.host_items(hostid).items() if i["flags"] == "4"}
+            found = {k for k, i in self.host_items(hostid).items()
+                             if i["flags"] == "4" and support.PORT_KEY.match(k)}
             self.fail(f"discovered {sorted(found)}, want {sorted(want)}; rules {rule}")
         t_disc = time.time() - t0
         self.reload_cache()

@@ -59,13 +59,16 @@ class Templates(support.ZabbixCase):
                 self.assertIn("history", it, it["key"])
             rules = {r["key"]: r for r in tpl["discovery_rules"]}
             self.assertEqual(set(rules), {"sockets.listen.discovery", "sockets.remote.discovery",
-                                          "sockets.unix.listen.discovery"})
+                                          "sockets.unix.listen.discovery",
+                                          "sockets.cgroup.discovery", "sockets.netns.discovery"})
             for r in rules.values():
                 self.assertEqual(r["lifetime"], tplgen.LLD_LIFETIME)
             self.assertEqual(len(rules["sockets.listen.discovery"]["item_prototypes"]), len(LISTEN_FIELDS))
             self.assertEqual(len(rules["sockets.remote.discovery"]["item_prototypes"]), len(REMOTE_FIELDS))
             self.assertEqual(len(rules["sockets.unix.listen.discovery"]["item_prototypes"]),
                              len(support.UNIX_LISTEN_FIELDS))
+            self.assertEqual(len(rules["sockets.cgroup.discovery"]["item_prototypes"]), 10)  # README
+            self.assertEqual(len(rules["sockets.netns.discovery"]["item_prototypes"]), 12)   # README
             self.assertEqual([t["tag"] + ":" + t["value"] for t in tpl["tags"]], ["class:os", "target:linux"])
             self.assertTrue(all(m.get("description") for m in tpl["macros"]), "a macro lacks a description")
 
@@ -125,7 +128,8 @@ class Templates(support.ZabbixCase):
                 "output": ["key_", "type", "master_itemid", "lifetime"], "templateids": [tid],
                 "selectFilter": "extend", "selectPreprocessing": "extend"})}
             self.assertEqual(set(rules), {"sockets.listen.discovery", "sockets.remote.discovery",
-                                          "sockets.unix.listen.discovery"})
+                                          "sockets.unix.listen.discovery",
+                                          "sockets.cgroup.discovery", "sockets.netns.discovery"})
             for key, rule in rules.items():
                 self.assertEqual(rule["type"], "18", key)
                 self.assertEqual(rule["master_itemid"], master["itemid"], key)
@@ -133,11 +137,14 @@ class Templates(support.ZabbixCase):
                 self.assertEqual(rule["lifetime"], tplgen.LLD_LIFETIME, key)
             protos = self.api.call("itemprototype.get", {"output": ["key_"], "templateids": [tid],
                                                          "selectTags": "extend"})
-            self.assertEqual(len(protos), len(LISTEN_FIELDS) + len(REMOTE_FIELDS) + len(support.UNIX_LISTEN_FIELDS))
+            self.assertEqual(len(protos), len(LISTEN_FIELDS) + len(REMOTE_FIELDS) + len(support.UNIX_LISTEN_FIELDS) + 10 + 12)
+            rule_tag = {"sockets.listen[": {"tag": "port", "value": "{#PORT}"},
+                        "sockets.remote[": {"tag": "port", "value": "{#PORT}"},
+                        "sockets.unix.listen[": {"tag": "path", "value": "{#PATH}"},
+                        "sockets.cgroup[": {"tag": "{#KIND}", "value": "{#NAME}"},
+                        "sockets.netns[": {"tag": "netns", "value": "{#NETNS}"}}
             for p in protos:
-                lld_tag = ({"tag": "path", "value": "{#PATH}"} if p["key_"].startswith("sockets.unix.")
-                           else {"tag": "port", "value": "{#PORT}"})
-                self.assertIn(lld_tag, p["tags"], p["key_"])
+                self.assertIn(rule_tag[p["key_"].split("[")[0] + "["], p["tags"], p["key_"])
             tprotos = self.api.call("triggerprototype.get", {"output": ["description"],
                                                              "templateids": [tid],
                                                              "selectDependencies": ["description"]})
@@ -159,12 +166,13 @@ class Templates(support.ZabbixCase):
             self.assertTrue({"{$SOCKETS.NODATA.TIMEOUT}", *tplgen.COMMON_MACROS} <= macros)
 
     def test_state_colours_are_the_same_in_every_graph(self):
-        """One colour per state: host-wide, per listening port and per remote port."""
+        """One colour per state: host-wide, per listening port, per remote port, per cgroup and
+        per namespace (their fields are `tcp.<state>`)."""
         seen = {}
         rows = [(f"{k.split('[')[1][:-1]}" if k.startswith("sockets.tcp") else "udp_" + k.split("[")[1][:-1], c)
                 for k, _p, _n, c, _d in tplgen.ITEMS if c]
         for rule in tplgen.DISCOVERY_RULES:
-            rows += [(f, c) for f, _n, _u, c, _d in rule["prototypes"] if c]
+            rows += [(f.split(".")[-1], c) for f, _n, _u, c, _d in rule["prototypes"] if c]
         for state, colour in rows:
             seen.setdefault(state, set()).add(colour)
         self.assertEqual({s: c for s, c in seen.items() if len(c) != 1}, {})

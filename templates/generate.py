@@ -214,6 +214,34 @@ MACROS = {
     "{$SOCKETS.CONNTRACK.PCT.MAX}": (
         "75", "Connection tracking entries above this percentage of "
               "net.netfilter.nf_conntrack_max for 5 minutes raise a problem."),
+    "{$SOCKETS.CGROUP.NAME.MATCHES}": (
+        ".*", "Services and containers discovery: only cgroups whose name ({#NAME}, e.g. "
+              "nginx.service) matches this regular expression get items."),
+    "{$SOCKETS.CGROUP.NAME.NOT_MATCHES}": (
+        "^/$", "Services and containers discovery: cgroups whose name matches this regular "
+               "expression get no items, e.g. ^(/|session-.*\\.scope)$. The default leaves out "
+               "the root cgroup (/): it holds the processes of no service or container, and the "
+               "host's own items already count and alert on their sockets."),
+    "{$SOCKETS.CGROUP.CLOSE_WAIT.MAX}": (
+        "50", "Sockets of one service or container in CLOSE_WAIT above this count for 15 minutes "
+              "raise a problem. Per cgroup with context on its name: "
+              "{$SOCKETS.CGROUP.CLOSE_WAIT.MAX:\"nginx.service\"}."),
+    "{$SOCKETS.NETNS.MATCHES}": (
+        ".*", "Network namespaces discovery: only namespaces whose name matches this regular "
+              "expression get items."),
+    "{$SOCKETS.NETNS.NOT_MATCHES}": (
+        "^(host|self)$", "Network namespaces discovery: namespaces whose name matches this "
+                         "regular expression get no items. The default leaves out the namespace "
+                         "zabbix-sockets runs in (named host, or self inside a container): the "
+                         "template's own items already count and alert on it."),
+    "{$SOCKETS.NETNS.CLOSE_WAIT.MAX}": (
+        "100", "Sockets in CLOSE_WAIT inside one network namespace above this count for 15 "
+               "minutes raise a problem. Per namespace with context: "
+               "{$SOCKETS.NETNS.CLOSE_WAIT.MAX:\"NAME\"}."),
+    "{$SOCKETS.NETNS.SYN_SENT.MAX}": (
+        "100", "Unanswered connection attempts (SYN_SENT) inside one network namespace above "
+               "this count for 15 minutes raise a problem. High by default: a namespace's own "
+               "traffic is known only to its owner; lower it per namespace with context."),
 }
 
 # Macros of both templates, after each template's own list.
@@ -226,6 +254,9 @@ COMMON_MACROS = [
     "{$SOCKETS.TW_BUCKETS.PCT.MAX}", "{$SOCKETS.EPHEMERAL.PCT.MAX}", "{$SOCKETS.CONNTRACK.PCT.MAX}",
     "{$SOCKETS.UNIX.PATH.MAX}", "{$SOCKETS.UNIX.PATH.MATCHES}", "{$SOCKETS.UNIX.PATH.NOT_MATCHES}",
     "{$SOCKETS.UNIX.ACCEPTQ.PCT.MAX}", "{$SOCKETS.UNIX.ACCEPTQ.PERIOD}",
+    "{$SOCKETS.CGROUP.NAME.MATCHES}", "{$SOCKETS.CGROUP.NAME.NOT_MATCHES}",
+    "{$SOCKETS.CGROUP.CLOSE_WAIT.MAX}", "{$SOCKETS.NETNS.MATCHES}", "{$SOCKETS.NETNS.NOT_MATCHES}",
+    "{$SOCKETS.NETNS.CLOSE_WAIT.MAX}", "{$SOCKETS.NETNS.SYN_SENT.MAX}",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -830,7 +861,8 @@ LIMIT_RATIOS = [
 # Low-level discovery. Each rule is DEPENDENT on sockets.stats and reads its rows by JSONPath;
 # unchanged rows are passed on once an hour only, so discovery runs when ports come or go.
 # Prototype columns: field, name (after "Port {#PORT}: "), units, graph colour or None,
-# description. JSONPath of a prototype: `<base>["{#PORT}"].<field>`; when the port has gone from
+# description. JSONPath of a prototype: `<base>["<row_macro>"].<field>` (row_macro: {#PORT} unless
+# the rule names another; the filter reads filter_macro, likewise); when the row has gone from
 # the document (the service stopped) the value becomes 0, not an error, so its triggers resolve
 # and the items stay supported until the discovery lifetime removes them.
 LLD_HEARTBEAT = LIMIT_HEARTBEAT
@@ -978,6 +1010,34 @@ REMOTE_PROTOTYPES = [
      "All connections from this host to remote port {#PORT}, in any state."),
 ]
 
+# Per cgroup (service, socket unit, container, pod): rows `{#CGROUP}` (path), `{#NAME}`, `{#KIND}`.
+# TIME_WAIT and SYN_RECV belong to no cgroup (the kernel sends no owner for them), so they have no
+# per-cgroup item: their counts are the host's items.
+CGROUP_STATES = ["established", "syn_sent", "fin_wait1", "fin_wait2", "close_wait", "last_ack",
+                 "closing", "listen"]
+CGROUP_PROTOTYPES = [
+    (f"tcp.{state}", f"TCP {state.upper()}", "", STATE_COLOURS[state],
+     f"TCP sockets in {state.upper()} made by the processes of {{#NAME}} (cgroup {{#CGROUP}}); "
+     f"accepted connections count under their listener's cgroup.")
+    for state in CGROUP_STATES
+] + [
+    ("tcp.total", "TCP sockets", "", None,
+     "All TCP sockets of {#NAME} that have an owner (TIME_WAIT and SYN_RECV have none)."),
+    ("udp.total", "UDP sockets", "", None, "UDP sockets of {#NAME} (cgroup {#CGROUP})."),
+]
+
+# Per network namespace (zabbix-sockets --all-netns): rows `{#NETNS}` (name), `{#INODE}`.
+NETNS_STATES = ["established", "syn_sent", "syn_recv", "fin_wait1", "fin_wait2", "time_wait",
+                "close_wait", "last_ack", "closing", "listen"]
+NETNS_PROTOTYPES = [
+    (f"tcp.{state}", f"TCP {state.upper()}", "", STATE_COLOURS[state],
+     f"TCP sockets in {state.upper()} inside network namespace {{#NETNS}} (inode {{#INODE}}).")
+    for state in NETNS_STATES
+] + [
+    ("tcp.total", "TCP sockets", "", None, "All TCP sockets inside network namespace {#NETNS}."),
+    ("udp.total", "UDP sockets", "", None, "UDP sockets inside network namespace {#NETNS}."),
+]
+
 DISCOVERY_RULES = [
     {
         "id": "listen",
@@ -1030,7 +1090,8 @@ DISCOVERY_RULES = [
         "id": "unix_listen",
         "key": "sockets.unix.listen.discovery",
         "name": "UNIX listening sockets discovery",
-        "lld_macro": "{#PATH}",
+        "row_macro": "{#PATH}",
+        "filter_macro": "{#PATH}",
         "rows": "$.unix_listen_discovery",
         "base": "$.unix_listen",
         "script": UNIX_DISCOVERY_JS,
@@ -1050,6 +1111,57 @@ DISCOVERY_RULES = [
         "graphs": [
             ("queue", "UNIX {#PATH}: accept queue and backlog", None,
              [("accept_queue", "F63100"), ("backlog", "1A7C11")]),
+        ],
+    },
+    {
+        "id": "cgroup",
+        "key": "sockets.cgroup.discovery",
+        "name": "Services and containers",
+        "rows": "$.cgroup_discovery",
+        "base": "$.cgroups",
+        "row_macro": "{#CGROUP}",
+        "filter_macro": "{#NAME}",
+        "item_key": "sockets.cgroup[\"{#CGROUP}\",%s]",
+        "item_name": "{#NAME}: %s",
+        "prototypes": CGROUP_PROTOTYPES,
+        "macros": ("{$SOCKETS.CGROUP.NAME.MATCHES}", "{$SOCKETS.CGROUP.NAME.NOT_MATCHES}"),
+        "description": (
+            "One row per cgroup v2 that holds sockets (the `cgroups` section of zabbix-sockets): "
+            "a systemd service or socket unit, a Docker container, a Kubernetes pod, else the "
+            "cgroup's path. {#NAME} is the name a person recognises, {#KIND} one of service, "
+            "socket, container, pod, cgroup. Leave cgroups out with "
+            "{$SOCKETS.CGROUP.NAME.MATCHES} and {$SOCKETS.CGROUP.NAME.NOT_MATCHES} (regular "
+            "expressions on {#NAME}); thresholds per cgroup with macro context, e.g. "
+            "{$SOCKETS.CGROUP.CLOSE_WAIT.MAX:\"nginx.service\"}. No rows where cgroup v2 is not "
+            "mounted (see cgroup_status in sockets.stats)."
+        ),
+        "tags": [("component", "network"), ("{#KIND}", "{#NAME}")],
+        "graphs": [
+            ("by_state", "{#NAME}: TCP sockets by state", "STACKED", None),
+        ],
+    },
+    {
+        "id": "netns",
+        "key": "sockets.netns.discovery",
+        "name": "Network namespaces",
+        "rows": "$.netns_discovery",
+        "base": "$.netns",
+        "row_macro": "{#NETNS}",
+        "filter_macro": "{#NETNS}",
+        "item_key": "sockets.netns[\"{#NETNS}\",%s]",
+        "item_name": "Namespace {#NETNS}: %s",
+        "prototypes": NETNS_PROTOTYPES,
+        "macros": ("{$SOCKETS.NETNS.MATCHES}", "{$SOCKETS.NETNS.NOT_MATCHES}"),
+        "description": (
+            "One row per network namespace on the host, when zabbix-sockets runs with "
+            "--all-netns (containers' and `ip netns` namespaces; the host's counts stay the "
+            "template's own items). {#NETNS} is the `ip netns` name, else the container or unit "
+            "of its first process, else pid:PID. Leave namespaces out with "
+            "{$SOCKETS.NETNS.MATCHES} and {$SOCKETS.NETNS.NOT_MATCHES}."
+        ),
+        "tags": [("component", "network"), ("netns", "{#NETNS}")],
+        "graphs": [
+            ("by_state", "Namespace {#NETNS}: TCP sockets by state", "STACKED", None),
         ],
     },
 ]
@@ -1134,6 +1246,72 @@ TRIGGER_PROTOTYPES = {
                 "listen.backlog) and net.core.somaxconn together.\n"
                 "To change the threshold for this path only, set "
                 "{$SOCKETS.UNIX.ACCEPTQ.PCT.MAX:\"{#PATH}\"} on the host."
+            ),
+        },
+    ],
+    "cgroup": [
+        {
+            "id": "cgroup_close_wait",
+            "expr": ("min(/{T}/sockets.cgroup[\"{#CGROUP}\",tcp.close_wait],15m)"
+                     ">{$SOCKETS.CGROUP.CLOSE_WAIT.MAX:\"{#NAME}\"}"),
+            "name": ("{#NAME}: over {$SOCKETS.CGROUP.CLOSE_WAIT.MAX:\"{#NAME}\"} sockets in "
+                     "CLOSE_WAIT for 15m"),
+            "opdata": "Current: {ITEM.LASTVALUE1}",
+            "priority": "WARNING",
+            "scope": "capacity",
+            "description": (
+                "{#NAME} (cgroup {#CGROUP}) has held more than "
+                "{$SOCKETS.CGROUP.CLOSE_WAIT.MAX:\"{#NAME}\"} sockets in CLOSE_WAIT for 15 "
+                "minutes: their peers hung up and the program has not closed its end. Only the "
+                "program can close them, so they pile up until it runs out of file descriptors "
+                "or workers.\n"
+                "Which process: run `zabbix-sockets owners --state close_wait` on the host (as "
+                "root; add --all-netns for containers in namespaces of their own). It lists the "
+                "pid, command, cgroup and count of each process holding such sockets.\n"
+                "Usually a code path that returns without closing the connection (error "
+                "handling, timeouts); restarting the service only clears them for a while.\n"
+                "To change the threshold for this service or container only, set "
+                "{$SOCKETS.CGROUP.CLOSE_WAIT.MAX:\"{#NAME}\"} on the host."
+            ),
+        },
+    ],
+    "netns": [
+        {
+            "id": "netns_close_wait",
+            "expr": ("min(/{T}/sockets.netns[\"{#NETNS}\",tcp.close_wait],15m)"
+                     ">{$SOCKETS.NETNS.CLOSE_WAIT.MAX:\"{#NETNS}\"}"),
+            "name": ("Namespace {#NETNS}: over {$SOCKETS.NETNS.CLOSE_WAIT.MAX:\"{#NETNS}\"} "
+                     "sockets in CLOSE_WAIT for 15m"),
+            "opdata": "Current: {ITEM.LASTVALUE1}",
+            "priority": "WARNING",
+            "scope": "capacity",
+            "description": (
+                "More than {$SOCKETS.NETNS.CLOSE_WAIT.MAX:\"{#NETNS}\"} sockets inside network "
+                "namespace {#NETNS} have been in CLOSE_WAIT for 15 minutes: a program in that "
+                "container or namespace does not close connections its peers closed.\n"
+                "Which process: run `zabbix-sockets owners --state close_wait --netns {#NETNS}` "
+                "on the host (as root).\n"
+                "To change the threshold for this namespace only, set "
+                "{$SOCKETS.NETNS.CLOSE_WAIT.MAX:\"{#NETNS}\"} on the host."
+            ),
+        },
+        {
+            "id": "netns_syn_sent",
+            "expr": ("min(/{T}/sockets.netns[\"{#NETNS}\",tcp.syn_sent],15m)"
+                     ">{$SOCKETS.NETNS.SYN_SENT.MAX:\"{#NETNS}\"}"),
+            "name": ("Namespace {#NETNS}: over {$SOCKETS.NETNS.SYN_SENT.MAX:\"{#NETNS}\"} "
+                     "unanswered connection attempts for 15m"),
+            "opdata": "Current: {ITEM.LASTVALUE1}",
+            "priority": "WARNING",
+            "scope": "availability",
+            "description": (
+                "More than {$SOCKETS.NETNS.SYN_SENT.MAX:\"{#NETNS}\"} outgoing connection "
+                "attempts inside network namespace {#NETNS} have stayed without an answer for 15 "
+                "minutes: a service that container depends on is down or filtered.\n"
+                "Where to look: `nsenter --net=... ss -tan state syn-sent` in that namespace "
+                "lists the destinations.\n"
+                "To change the threshold for this namespace only, set "
+                "{$SOCKETS.NETNS.SYN_SENT.MAX:\"{#NETNS}\"} on the host."
             ),
         },
     ],
@@ -1275,7 +1453,6 @@ def graph(uuid, gname, gtype, items):
 
 def build_discovery(rule, name, sub, uid):
     proto_triggers = {t["id"]: t for t in TRIGGER_PROTOTYPES[rule["id"]]}
-    lld_macro = rule.get("lld_macro", "{#PORT}")
     triggers_by_key = {}
     for t in TRIGGER_PROTOTYPES[rule["id"]]:
         keys = trigger_items(t["expr"])
@@ -1286,7 +1463,8 @@ def build_discovery(rule, name, sub, uid):
     for field, iname, units, _colour, desc in rule["prototypes"]:
         key = rule["item_key"] % field
         it = dependent_item(uid("item_prototype", key), rule["item_name"] % iname, key,
-                            f'{rule["base"]}["{lld_macro}"].{field}', desc, rule["tags"],
+                            f'{rule["base"]}["{rule.get("row_macro", "{#PORT}")}"].{field}', desc,
+                            rule["tags"],
                             units=units, error_handler=("CUSTOM_VALUE", "0"),
                             slow=field in SLOW_FIELDS)
         if key in triggers_by_key:
@@ -1294,11 +1472,12 @@ def build_discovery(rule, name, sub, uid):
         prototypes.append(it)
     assert not triggers_by_key, f"trigger prototypes on unknown items: {list(triggers_by_key)}"
     matches, not_matches = rule["macros"]
+    filter_macro = rule.get("filter_macro", "{#PORT}")
     out = {"uuid": uid("discovery", rule["key"]), "name": rule["name"], "type": "DEPENDENT",
            "key": rule["key"], "delay": "0",
            "filter": {"evaltype": "AND", "conditions": [
-               {"macro": lld_macro, "value": matches, "formulaid": "A"},
-               {"macro": lld_macro, "value": not_matches, "operator": "NOT_MATCHES_REGEX",
+               {"macro": filter_macro, "value": matches, "formulaid": "A"},
+               {"macro": filter_macro, "value": not_matches, "operator": "NOT_MATCHES_REGEX",
                 "formulaid": "B"}]},
            "lifetime": LLD_LIFETIME, "description": rule["description"],
            "item_prototypes": prototypes}
