@@ -89,8 +89,9 @@ class AgentTemplate(support.ZabbixCase):
         print(f"# first values {time.time() - self.created:.1f}s after host.create", flush=True)
 
     def test_no_item_unsupported(self):
-        """Every item of the host, discovered ones included, is supported and has a value
-        (kernel counters too, which need two polls), except those the template discards on this
+        """Every item and discovery rule of the host (the network namespaces rule too, though
+        the agent runs without --all-netns) is supported, and every item has a value (kernel
+        counters too, which need two polls) except those the template discards on this
         machine; discovery made items for exactly the ports the host keeps and for every watched
         remote port."""
         doc = self.newest_doc()
@@ -108,7 +109,10 @@ class AgentTemplate(support.ZabbixCase):
             # ports and UNIX paths only: the host's cgroups with sockets come and go with other processes
             found = {i["key_"] for i in items if i["flags"] == "4"
                      and (support.PORT_KEY.match(i["key_"]) or support.UNIX_KEY.match(i["key_"]))}
-            bad = {i["key_"]: (i["state"], i["error"]) for i in items if (i["state"], i["error"]) != ("0", "")}
+            rules = self.api.call("discoveryrule.get", {"output": ["key_", "state", "error"],
+                                                        "hostids": [self.hostid]})
+            bad = {i["key_"]: (i["state"], i["error"]) for i in items + rules
+                   if (i["state"], i["error"]) != ("0", "")}
             empty = sorted(i["key_"] for i in items if i["lastclock"] == "0" and i["key_"] not in no_value_ok)
             state.update(found=found, bad=bad, empty=empty, n=len(items))
             return found == want and not bad and not empty

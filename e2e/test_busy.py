@@ -22,7 +22,7 @@ import sys
 import time
 
 import support
-from support import LISTEN_FIELDS, Config, zbxapi
+from support import LISTEN_FIELDS, Config
 
 PUSHES = 5
 PUSH_EVERY_S = 10
@@ -55,8 +55,9 @@ class BusyHosts(support.TemplateHostsCase):
                 if i == 0:          # discovered items take values once the server's cache has them
                     kept = support.listen_ports_discovered(doc)
                     keys = {f"sockets.listen[{p},{f}]" for p in kept for f in LISTEN_FIELDS}
-                    zbxapi.wait_until(lambda: keys <= set(self.host_items(hostid)), 60, 1,
-                                      f"{len(kept)} listening ports discovered")
+                    self.wait_while_pushing(lambda: support.send_with_sender(host, text),
+                                            lambda: keys <= set(self.host_items(hostid)),
+                                            f"{len(kept)} listening ports discovered")
                     self.reload_cache()
                 time.sleep(max(0.0, PUSH_EVERY_S - (time.monotonic() - t0)))
             time.sleep(3)           # the last values' triggers

@@ -95,10 +95,14 @@ class ListeningPorts(support.ZabbixCase):
                              if i["flags"] == "4" and support.PORT_KEY.match(k)}
                     return found["keys"] == keys
                 try:
-                    zbxapi.wait_until(discovered, 60, 1, f"items of {len(want[label])} ports ({label})")
+                    host = BOUNDED_HOSTS[label][0]
+                    self.wait_while_pushing(lambda: support.send_with_sender(host, text), discovered,
+                                            f"items of {len(want[label])} ports ({label})")
                 except TimeoutError:
                     ports = sorted({k.split("[")[1].split(",")[0] for k in found["keys"]})
-                    self.fail(f"{label}: items for ports {ports}, want {want[label]}")
+                    rules = self.api.call("discoveryrule.get", {
+                        "output": ["key_", "state", "error", "lastclock"], "hostids": [hostid]})
+                    self.fail(f"{label}: items for ports {ports}, want {want[label]}; rules {rules}")
                 n_items = len(self.host_items(hostid))
                 print(f"# {label}: 40 listeners (30 ephemeral) -> items for {len(want[label])} ports, "
                       f"{n_items} items on the host", flush=True)

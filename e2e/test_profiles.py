@@ -19,7 +19,7 @@ import sys
 import time
 
 import support
-from support import CGROUP_FIELDS, LISTEN_FIELDS, REMOTE_FIELDS, TEMPLATE_KEYS, Config, zbxapi
+from support import CGROUP_FIELDS, LISTEN_FIELDS, REMOTE_FIELDS, TEMPLATE_KEYS, Config
 
 PUSHES = 6
 PUSH_EVERY_S = 10
@@ -65,11 +65,12 @@ class Profiles(support.TemplateHostsCase):
                     doc = json.loads(text)
                     kept = support.listen_ports_discovered(doc)
                     remote = [r["{#PORT}"] for r in doc["remote_discovery"]]
-                    cgroups = len(doc["cgroup_discovery"])     # sockpop's own cgroup
+                    cgroups = len(support.cgroups_discovered(doc))
                     want = (len(TEMPLATE_KEYS) + len(kept) * len(LISTEN_FIELDS) + len(remote) * len(REMOTE_FIELDS)
                             + len(support.unix_discovered_keys(doc)) + cgroups * len(CGROUP_FIELDS))
-                    zbxapi.wait_until(lambda: len(self.host_items(hostid)) == want, 60, 1,
-                                      f"{want} items on the {label} host")
+                    self.wait_while_pushing(lambda: support.send_with_sender(host, text),
+                                            lambda: len(self.host_items(hostid)) == want,
+                                            f"{want} items on the {label} host")
                     self.reload_cache()
                 time.sleep(max(0.0, PUSH_EVERY_S - (time.monotonic() - t0)))
             items = self.host_items(hostid)

@@ -23,7 +23,7 @@ import tempfile
 import time
 
 import support
-from support import HOST_GROUP, MASTER_KEY, UNIX_LISTEN_FIELDS, Config, zbxapi
+from support import MASTER_KEY, UNIX_LISTEN_FIELDS, Config
 
 UNIX_HOST = "zabbix-sockets-e2e-unix"
 BACKLOG, CLIENTS = 4, 10

@@ -11,7 +11,8 @@ namespaces" discoveries of the trapper template.
     items, their values equal the JSON, and the per-cgroup CLOSE_WAIT trigger (threshold lowered
     to 1 for this cgroup only, by macro context) fires, then resolves once the sockets close.
   - `stats --all-netns` goes to another: discovery creates items for the test's two namespaces
-    (one empty) and their values equal the JSON.
+    (one empty) and their values equal the JSON; then `run --all-netns` delivers every namespace
+    to that same host, with values equal to `stats --all-netns`.
 
     python3 e2e/test_who.py [--binary PATH] [--assume-up] [--down] [-k PATTERN]
 """
@@ -30,8 +31,18 @@ from support import CGROUP_FIELDS, NETNS_FIELDS, ROOT, zbxapi
 SOCKCTL = os.path.join(ROOT, "tools", "sockctl.py")
 CGROUP_HOST = "zabbix-sockets-e2e-cgroups"
 NETNS_HOST = "zabbix-sockets-e2e-netns"
+NETNS_RUN_HOST = "zabbix-sockets-e2e-netns-run"
 CLOSE_WAIT = 3
 WAIT = 90           # seconds any single wait on the server may take
+
+
+def from_doc(prefix, entry, fields):
+    """{item key: value} of one cgroup's or namespace's JSON entry, e.g. fields "tcp.close_wait"."""
+    out = {}
+    for f in fields:
+        section, field = f.split(".")
+        out[f'{prefix}{f}]'] = entry[section][field]
+    return out
 
 
 def cgroup2_mounts():
@@ -112,7 +123,7 @@ class ServicesContainersNamespaces(support.ZabbixCase):
     @classmethod
     def tearDownClass(cls):
         cls.cleanup()
-        cls.delete_hosts(CGROUP_HOST, NETNS_HOST)
+        cls.delete_hosts(CGROUP_HOST, NETNS_HOST, NETNS_RUN_HOST)
         super().tearDownClass()
 
     @classmethod
@@ -142,7 +153,9 @@ class ServicesContainersNamespaces(support.ZabbixCase):
         self.assertEqual(r.returncode, 0, r.stderr[-800:])
         return r.stdout.strip()
 
-    def discovered(self, hostid, keys, what):
+    def discovered(self, hostid, keys, what, push=lambda: None):
+        """The host's discovered cgroup and namespace items, once their keys are `keys`; push()
+        runs again every 5 s meanwhile."""
         found = {}
 
         def ready():
@@ -150,7 +163,7 @@ class ServicesContainersNamespaces(support.ZabbixCase):
                              if i["flags"] == "4" and support.WHO_KEY.match(k)}
             return set(found["keys"]) == keys
         try:
-            zbxapi.wait_until(ready, WAIT, 1, what)
+            self.wait_while_pushing(push, ready, what, timeout=WAIT)
         except TimeoutError:
             self.fail(f"{what}: discovered {sorted(found['keys'])}, want {sorted(keys)}")
         return found["keys"]
@@ -236,7 +249,8 @@ class ServicesContainersNamespaces(support.ZabbixCase):
             context: "1"})
         support.send_with_sender(CGROUP_HOST, text)
         keys = {f'sockets.cgroup["{path}",{f}]' for f in CGROUP_FIELDS}
-        self.discovered(cg_host, keys, f"items of cgroup {path}")
+        self.discovered(cg_host, keys, f"items of cgroup {path}",
+                        lambda: support.send_with_sender(CGROUP_HOST, text))
         self.wait_for_values(cg_host, CGROUP_HOST, text, keys)
         tagged = self.api.call("item.get", {"output": ["key_"], "hostids": [cg_host],
                                             "selectTags": "extend",
@@ -244,12 +258,6 @@ class ServicesContainersNamespaces(support.ZabbixCase):
         for it in tagged:
             self.assertIn({"tag": "service", "value": service}, it["tags"], it["key_"])
 
-        def from_doc(prefix, entry, fields):
-            out = {}
-            for f in fields:
-                section, field = f.split(".")
-                out[f'{prefix}{f}]'] = entry[section][field]
-            return out
         text = self.stats("--netns", ns)
         doc = json.loads(text)
         n = self.values_equal_json(cg_host, CGROUP_HOST, text,
@@ -266,13 +274,15 @@ class ServicesContainersNamespaces(support.ZabbixCase):
         names = {row["{#NETNS}"] for row in doc["netns_discovery"]}
         self.assertTrue({ns, empty} <= names, sorted(names))
         self.assertEqual(doc["netns"][empty]["tcp"]["total"], 0)
-        ns_host, _items = self.trapper_host(NETNS_HOST, {
+        netns_macros = {
             "{$SOCKETS.NETNS.MATCHES}": f"^({re.escape(ns)}|{re.escape(empty)})$",
             "{$SOCKETS.CGROUP.NAME.MATCHES}": "^$",
-            "{$SOCKETS.LISTEN.PORT.MATCHES}": "^$", "{$SOCKETS.REMOTE.PORT.MATCHES}": "^$"})
+            "{$SOCKETS.LISTEN.PORT.MATCHES}": "^$", "{$SOCKETS.REMOTE.PORT.MATCHES}": "^$"}
+        ns_host, _items = self.trapper_host(NETNS_HOST, netns_macros)
         support.send_with_sender(NETNS_HOST, text)
         keys = {f'sockets.netns["{name}",{f}]' for name in (ns, empty) for f in NETNS_FIELDS}
-        self.discovered(ns_host, keys, f"items of namespaces {ns}, {empty}")
+        self.discovered(ns_host, keys, f"items of namespaces {ns}, {empty}",
+                        lambda: support.send_with_sender(NETNS_HOST, text))
         self.wait_for_values(ns_host, NETNS_HOST, text, keys)
         text = self.stats("--all-netns")
         doc = json.loads(text)
@@ -283,6 +293,9 @@ class ServicesContainersNamespaces(support.ZabbixCase):
         n = self.values_equal_json(ns_host, NETNS_HOST, text, expected)
         print(f"# namespaces {ns} (tcp {doc['netns'][ns]['tcp']['total']}) and {empty} (empty): "
               f"{len(keys)} items, {n} values equal the JSON", flush=True)
+
+        # --- `run --all-netns` delivers every namespace to the same host, through this discovery
+        self.check_run_all_netns(netns_macros, keys)
 
         # --- the CLOSE_WAIT sockets close: the cgroup's trigger resolves
         ctl.close()
@@ -297,6 +310,53 @@ class ServicesContainersNamespaces(support.ZabbixCase):
         zbxapi.wait_until(lambda: problem not in self.open_problems(cg_host), WAIT, 1,
                           f"problem {problem!r} resolved")
         print(f"# sockets closed: close_wait item 0, \"{problem}\" resolved", flush=True)
+
+    def check_run_all_netns(self, macros, keys):
+        """The push daemon with --all-netns, alone, to a new host (most items store only changed
+        values, so the host's first values must come from the daemon): discovery creates the
+        namespace items and each gets a value collected after the daemon started. Where two
+        `stats --all-netns` taken around the run agree (FIN_WAIT2 and TIME_WAIT of the test's
+        closed connections age out meanwhile), the value delivered equals them. SIGTERM ends it
+        with status 0."""
+        hostid, _items = self.trapper_host(NETNS_RUN_HOST, macros)
+        buffer_dir = tempfile.mkdtemp(prefix="zs-e2e-who-run-")       # 0700, root's: as run wants
+        log_path = os.path.join(buffer_dir, "run.log")
+        before = json.loads(self.stats("--all-netns"))
+        started = time.time()
+        with open(log_path, "w") as log:
+            daemon = subprocess.Popen(
+                [self.binary, "run", "-z", "127.0.0.1", "-s", NETNS_RUN_HOST, "--all-netns",
+                 "--interval", "1", "--buffer-dir", os.path.join(buffer_dir, "buffer"), "-t", "5"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            items = self.discovered(hostid, keys, "namespace items from run --all-netns")
+            delivered = {k: self.first_value_after(items[k], started, f"{k} from run --all-netns",
+                                                   timeout=WAIT)[2] for k in sorted(keys)}
+        finally:
+            daemon.terminate()
+            try:
+                status = daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                status = daemon.wait(10)
+            with open(log_path, errors="replace") as f:
+                run_log = f.read()
+            subprocess.run(["rm", "-rf", buffer_dir], check=False)
+        after = json.loads(self.stats("--all-netns"))
+        self.assertEqual(status, 0, run_log[-2000:])
+        compared = 0
+        for name in sorted({support.WHO_KEY.match(k).group(2) for k in keys}):
+            prefix = f'sockets.netns["{name}",'
+            want_before = from_doc(prefix, before["netns"][name], NETNS_FIELDS)
+            want_after = from_doc(prefix, after["netns"][name], NETNS_FIELDS)
+            for key, value in want_before.items():
+                if value == want_after[key]:
+                    self.assertEqual(int(float(delivered[key])), value, key)
+                    compared += 1
+        self.assertGreater(compared, len(keys) // 2, "too few stable values to compare")
+        print(f"# run --all-netns: {len(keys)} namespace items got values collected after it "
+              f"started; {compared} stable ones equal `stats --all-netns`; SIGTERM -> exit 0",
+              flush=True)
 
 
 if __name__ == "__main__":

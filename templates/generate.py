@@ -1489,8 +1489,11 @@ def build_discovery(rule, name, sub, uid):
                             graph_items(name, [(rule["item_key"] % f, c) for f, c in keys])))
     out["graph_prototypes"] = graphs
     out["master_item"] = {"key": MASTER_KEY}
+    # A document without the rule's rows (netns_discovery without --all-netns, a section left out
+    # of --sections) means no rows, not an unsupported rule.
     first = ({"type": "JAVASCRIPT", "parameters": [rule["script"]]} if rule.get("script")
-             else {"type": "JSONPATH", "parameters": [rule["rows"]]})
+             else {"type": "JSONPATH", "parameters": [rule["rows"]],
+                   "error_handler": "CUSTOM_VALUE", "error_handler_params": "[]"})
     out["preprocessing"] = [first, {"type": "DISCARD_UNCHANGED_HEARTBEAT",
                                     "parameters": [LLD_HEARTBEAT]}]
     return out

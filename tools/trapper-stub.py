@@ -4,7 +4,7 @@ listens on one port): on each given port of 127.0.0.1 it reads one ZBXD request 
 and answers "processed: N; failed: 0", or never answers with --silent. Prints "ready" once
 listening and one line "PORT COUNT" per request taken. Runs until killed or --seconds pass.
 """
-import argparse, json, selectors, socket, struct, sys, time, zlib
+import argparse, json, selectors, socket, struct, time, zlib
 
 parser = argparse.ArgumentParser()
 parser.add_argument("ports", type=int, nargs="+")

@@ -108,22 +108,3 @@ public func readDirectory(_ path: String, limit: Int) throws(FileReadError) -> [
     }
     throw .tooLarge(path: path, limit: limit)
 }
-
-/// At most `limit` characters of `bytes` for an error message: printable ASCII as is, anything
-/// else as \xNN, and "..." when cut. A malformed file never floods a log.
-public func excerpt<Bytes: Collection>(_ bytes: Bytes, limit: Int = 40) -> String where Bytes.Element == UInt8 {
-    var text = ""
-    for byte in bytes.prefix(limit) {
-        if byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\\") {
-            text.unicodeScalars.append(Unicode.Scalar(byte))
-        } else {
-            text += byte == UInt8(ascii: "\\") ? "\\\\" : "\\x" + hexByte(byte)
-        }
-    }
-    return bytes.count > limit ? text + "..." : text
-}
-
-private func hexByte(_ byte: UInt8) -> String {
-    let digits = Array("0123456789abcdef")
-    return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
-}

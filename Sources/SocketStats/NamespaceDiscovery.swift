@@ -118,7 +118,8 @@ public struct NamespaceDiscovery: Sendable {
             _ = add(processName(pid, namer: &namer) ?? "pid:\(pid)", path: path, status: status)
         }
         if hidden > 0 {
-            problems.append("the network namespace of \(hidden) processes could not be inspected: \(describeErrno(hiddenReason))"
+            let processes = hidden == 1 ? "1 process" : "\(hidden) processes"
+            problems.append("the network namespace of \(processes) could not be inspected: \(describeErrno(hiddenReason))"
                 + " (other users' processes need CAP_SYS_PTRACE)")
         }
         // Two namespaces of one service keep apart by their inode.

@@ -7,10 +7,10 @@ struct OwnersCommand: ParsableCommand {
         commandName: "owners",
         abstract: "Show which processes hold TCP sockets in a state or on a port (pid, command, cgroup, count).",
         discussion: """
-        For a CLOSE_WAIT alarm: `zabbix-sockets owners --state close_wait` names the processes that never
-        close() their connections. It reads /proc/PID/fd only of the processes in the cgroups that made
-        those sockets (and the rest of the host only for sockets not found there), not of every process
-        as `ss -p` does. Orphaned sockets (closed, still in the kernel) and TIME_WAIT have no owner.
+        For a CLOSE_WAIT alarm: `zabbix-sockets owners --state close_wait` names the processes that never \
+        close() their connections. It reads /proc/PID/fd only of the processes in the cgroups that made \
+        those sockets (and the rest of the host only for sockets not found there), not of every process \
+        as `ss -p` does. Orphaned sockets (closed, still in the kernel) and TIME_WAIT have no owner. \
         Run as root to see other users' processes and to enter other namespaces.
         """
     )

@@ -14,17 +14,17 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Collect every interval and push to Zabbix, keeping what could not be sent in an on-disk buffer.",
         discussion: """
-        For hosts without a Zabbix agent. Collects on the wall clock's multiples of --interval, stamps
-        each value with its collection time, and delivers the buffer oldest first to every ServerActive
-        entry (or --zabbix-server), retrying with backoff while a server is away. A kill -9, a reboot or a
-        Zabbix outage leaves no hole: the buffer survives them, and the sender session kept with it lets
-        the server drop values it already has. SIGTERM/SIGINT deliver what they can within
-        --shutdown-seconds and exit 0, however long --timeout is; SIGHUP re-reads --config (a burst of
+        For hosts without a Zabbix agent. Collects on the wall clock's multiples of --interval, stamps \
+        each value with its collection time, and delivers the buffer oldest first to every ServerActive \
+        entry (or --zabbix-server), retrying with backoff while a server is away. A kill -9, a reboot or a \
+        Zabbix outage leaves no hole: the buffer survives them, and the sender session kept with it lets \
+        the server drop values it already has. SIGTERM/SIGINT deliver what they can within \
+        --shutdown-seconds and exit 0, however long --timeout is; SIGHUP re-reads --config (a burst of \
         SIGHUPs is one reload). Logs go to stderr, one line per event.
 
-        The buffer directory must belong to the user running the daemon and must not be writable by
-        group or others; its files are never followed through links. On a full or failing disk the
-        daemon keeps collecting and delivering what is buffered, logs once what it could not store, and
+        The buffer directory must belong to the user running the daemon and must not be writable by \
+        group or others; its files are never followed through links. On a full or failing disk the \
+        daemon keeps collecting and delivering what is buffered, logs once what it could not store, and \
         stores again once space returns.
         """
     )

@@ -14,14 +14,14 @@ struct SendCommand: AsyncParsableCommand {
         commandName: "send",
         abstract: "Count sockets once and push the counts to Zabbix as trapper values, without zabbix_sender.",
         discussion: """
-        Sends the stats JSON as the value of the trapper item sockets.stats (template "Linux sockets by
-        Zabbix trapper"), stamped with the time it was collected. Prints the server's reply and exits as
+        Sends the stats JSON as the value of the trapper item sockets.stats (template "Linux sockets by \
+        Zabbix trapper"), stamped with the time it was collected. Prints the server's reply and exits as \
         zabbix_sender does: 0 all processed, 2 some values refused, 1 nothing delivered.
 
-        --tls-connect psk (or TLSConnect=psk in the -c config) sends over TLS 1.2 with a pre-shared key,
+        --tls-connect psk (or TLSConnect=psk in the -c config) sends over TLS 1.2 with a pre-shared key, \
         as zabbix_sender does; the key is read from --tls-psk-file / TLSPSKFile and never printed.
 
-        --classic replaces the classic `ss | awk | zabbix_sender` UserParameter: it sends sock[ESTAB],
+        --classic replaces the classic `ss | awk | zabbix_sender` UserParameter: it sends sock[ESTAB], \
         sock[TIME-WAIT], ... (LISTEN even when 0, CLOSING too) and prints only the UDP socket count:
           UserParameter=sock[*],/usr/local/bin/zabbix-sockets send --classic -c /etc/zabbix/zabbix_agentd.conf
         """

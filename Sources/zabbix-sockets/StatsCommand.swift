@@ -8,6 +8,7 @@ struct StatsCommand: ParsableCommand {
         abstract: "Count sockets per state and print them (JSON for Zabbix, or a table).",
         discussion: """
         TCP counts equal `ss -tan` per state, UDP counts `ss -uan`, in the chosen network namespace.
+
         For a Zabbix agent: UserParameter=sockets.stats,/usr/local/bin/zabbix-sockets stats
         """
     )

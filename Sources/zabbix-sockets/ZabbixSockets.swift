@@ -9,7 +9,7 @@ struct ZabbixSockets: AsyncParsableCommand {
         commandName: "zabbix-sockets",
         abstract: "TCP and UDP socket-state statistics from the Linux kernel, for Zabbix.",
         discussion: """
-        Counts every socket of every TCP state (and UDP) in one netlink dump per address family,
+        Counts every socket of every TCP state (and UDP) in one netlink dump per address family, \
         the way `ss` does, and hands the counts to Zabbix as one JSON document for a master item.
         """,
         version: zabbixSocketsVersion,
