@@ -849,6 +849,7 @@ class ZabbixCase(unittest.TestCase):
                 return True
             calls[0] += 1
             if calls[0] % 5 == 0:
+                print(f"# {what}: not there {calls[0]} s after the push, pushed again", flush=True)
                 push()
             return False
         return zbxapi.wait_until(ready_or_push, timeout, 1, what)
@@ -862,7 +863,7 @@ class ZabbixCase(unittest.TestCase):
             try:
                 return clock, ns, value, self.dependent_values_at(items, clock, ns, timeout=10)
             except TimeoutError:
-                continue
+                print("# the dependent items got nothing from a push in 10 s, pushing again", flush=True)
         raise TimeoutError(f"{tries} pushes, none reached the dependent items")
 
     def first_value_after(self, item, t, what, timeout=40):
