@@ -963,14 +963,16 @@ def main(modules, argv=None):
 
 
 class TemplateHostsCase(ZabbixCase):
-    """A ZabbixCase that imports both templates once and deletes the hosts its tests add to
-    `hosts` (the busy-host and profile tests)."""
+    """A ZabbixCase that imports both templates once, and at the end deletes the hosts named in
+    `fixed_hosts` and those its tests add to `hosts`."""
 
-    hosts = []
+    fixed_hosts = ()
+    hosts = None
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        cls.hosts = list(cls.fixed_hosts)
         for path in TEMPLATE_FILES:
             cls.api.import_file(path)
 

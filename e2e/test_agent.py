@@ -28,7 +28,7 @@ from support import (AGENT_HOST, AGENT_TEMPLATE, DEPENDENT, HOST_GROUP, KERNEL_K
 TRIGGER_HOST = "zabbix-sockets-e2e-trigger"
 
 
-class AgentTemplate(support.ZabbixCase):
+class AgentTemplate(support.TemplateHostsCase):
     """One agent, one host; each test reads the host as it is."""
 
     agent = None
@@ -36,11 +36,11 @@ class AgentTemplate(support.ZabbixCase):
     items = None            # key -> item dict of the template's own items
     macros = None
 
+    fixed_hosts = (AGENT_HOST, TRIGGER_HOST)
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        for path in support.TEMPLATE_FILES:
-            cls.api.import_file(path)
         path, note = support.binary_for_agent(Config.binary, Config.env["ZBX_STATE"])
         if note:
             print(f"# {note}", flush=True)
@@ -57,7 +57,6 @@ class AgentTemplate(support.ZabbixCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.delete_hosts(AGENT_HOST, TRIGGER_HOST)
         if cls.agent and not Config.keep_agent:
             cls.agent.stop()
         super().tearDownClass()

@@ -28,21 +28,16 @@ BOUNDED_HOSTS = {"default": ("zabbix-sockets-e2e-bounded", {}),
                  "max5": ("zabbix-sockets-e2e-bounded-max5", {"{$SOCKETS.LISTEN.PORT.MAX}": "5"})}
 
 
-class ListeningPorts(support.ZabbixCase):
+class ListeningPorts(support.TemplateHostsCase):
 
     agent = None
     ports = None            # {"hostid", "p_full", "p_conn", "socks", ...}
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        for path in support.TEMPLATE_FILES:
-            cls.api.import_file(path)
+    fixed_hosts = tuple(h for h, _m in BOUNDED_HOSTS.values())
 
     @classmethod
     def tearDownClass(cls):
         cls.close_ports()
-        cls.delete_hosts(*[h for h, _m in BOUNDED_HOSTS.values()])
         if cls.agent and not Config.keep_agent:
             cls.agent.stop()
         super().tearDownClass()

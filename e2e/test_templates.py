@@ -18,19 +18,10 @@ from support import (AGENT_TEMPLATE, DEPENDENT, HOST_GROUP, KERNEL_KEYS, KERNEL_
 DASHBOARD_HOST = "zabbix-sockets-e2e-dashboard"
 
 
-class Templates(support.ZabbixCase):
+class Templates(support.TemplateHostsCase):
     """Checks on the files and on what the server made of them; one host for the dashboard."""
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        for path in TEMPLATE_FILES:      # the other files' tests import too; this one must work
-            cls.api.import_file(path)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.delete_hosts(DASHBOARD_HOST)
-        super().tearDownClass()
+    fixed_hosts = (DASHBOARD_HOST,)
 
     def test_generated_templates_current(self):
         r = subprocess.run([sys.executable, os.path.join(ROOT, "templates", "generate.py"), "--check"],

@@ -23,18 +23,9 @@ POPULATION = ["--listen4", "20", "--listen6", "5", "--established4", "10", "--es
               "--udp-bound4", "9", "--udp-connected4", "4", "--udp-bound6", "3", "--udp-connected6", "5"]
 
 
-class TrapperTemplate(support.ZabbixCase):
+class TrapperTemplate(support.TemplateHostsCase):
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        for path in support.TEMPLATE_FILES:
-            cls.api.import_file(path)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.delete_hosts(TRAPPER_HOST, NS_HOST)
-        super().tearDownClass()
+    fixed_hosts = (TRAPPER_HOST, NS_HOST)
 
     def test_zabbix_sender(self):
         """The trapper template gets the same document pushed with zabbix_sender."""

@@ -35,16 +35,12 @@ def unix_key(path, field):
     return f'sockets.unix.listen["{path}",{field}]'
 
 
-class UnixListeningSockets(support.ZabbixCase):
+class UnixListeningSockets(support.TemplateHostsCase):
 
     held = []           # every socket the test holds
     directory = None
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        for path in support.TEMPLATE_FILES:
-            cls.api.import_file(path)
+    fixed_hosts = (UNIX_HOST,)
 
     @classmethod
     def tearDownClass(cls):
@@ -53,7 +49,6 @@ class UnixListeningSockets(support.ZabbixCase):
         cls.held = []
         if cls.directory:
             shutil.rmtree(cls.directory, ignore_errors=True)
-        cls.delete_hosts(UNIX_HOST)
         super().tearDownClass()
 
     def listen(self, name, clients=0):

@@ -105,7 +105,7 @@ class Sockctl:
         subprocess.run(["ip", "netns", "delete", self.ns], stderr=subprocess.DEVNULL, timeout=60)
 
 
-class ServicesContainersNamespaces(support.ZabbixCase):
+class ServicesContainersNamespaces(support.TemplateHostsCase):
 
     maxDiff = None
 
@@ -114,16 +114,11 @@ class ServicesContainersNamespaces(support.ZabbixCase):
     ctl = None
     empty_ns = None
 
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        for path in support.TEMPLATE_FILES:
-            cls.api.import_file(path)
+    fixed_hosts = (CGROUP_HOST, NETNS_HOST, NETNS_RUN_HOST)
 
     @classmethod
     def tearDownClass(cls):
         cls.cleanup()
-        cls.delete_hosts(CGROUP_HOST, NETNS_HOST, NETNS_RUN_HOST)
         super().tearDownClass()
 
     @classmethod
