@@ -32,6 +32,11 @@ public struct CgroupTally: ~Copyable, SocketVisitor {
     /// A power of two, kept at least twice `used`.
     private var capacity = 64
     private var used = 0
+    /// The last id counted and its slot. One service or container usually holds most of a
+    /// host's sockets, so most sockets cost a comparison here instead of a hash and a probe.
+    /// 0: none (no cgroup has id 0); cleared whenever `slots` is rehashed or emptied.
+    private var lastID: UInt64 = 0
+    private var lastIndex = 0
     /// Sockets the kernel sent without a cgroup id: TIME_WAIT and SYN_RECV entries, which are
     /// not full sockets and have no owner.
     public private(set) var unattributed = CgroupCounts()
@@ -55,6 +60,7 @@ public struct CgroupTally: ~Copyable, SocketVisitor {
     public mutating func startOver() {
         slots.update(repeating: Slot(id: 0, counts: CgroupCounts()), count: capacity)
         used = 0
+        lastID = 0
         unattributed = CgroupCounts()
         fullSocketsWithoutID = 0
         socketsWithID = 0
@@ -71,9 +77,12 @@ public struct CgroupTally: ~Copyable, SocketVisitor {
             return
         }
         socketsWithID &+= 1
-        // The index first: finding it may grow (reallocate) `slots`.
-        let index = slotIndex(for: id)
-        slots[index].counts.add(socket)
+        if id != lastID {
+            // The index first: finding it may grow (reallocate) `slots`.
+            lastIndex = slotIndex(for: id)
+            lastID = id
+        }
+        slots[lastIndex].counts.add(socket)
     }
 
     /// The slot holding `id`, claimed if new.
@@ -106,6 +115,7 @@ public struct CgroupTally: ~Copyable, SocketVisitor {
         slots = .allocate(capacity: capacity)
         slots.initialize(repeating: Slot(id: 0, counts: CgroupCounts()), count: capacity)
         used = 0
+        lastID = 0
         for index in 0..<oldCapacity where old[index].id != 0 {
             let slot = slotIndex(for: old[index].id)
             slots[slot].counts = old[index].counts

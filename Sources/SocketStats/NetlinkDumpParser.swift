@@ -117,19 +117,22 @@ public enum NetlinkDumpParser {
     static let cgroupIDAttribute: UInt16 = 21
 
     /// The value of the INET_DIAG_CGROUP_ID attribute among the rtattrs in `start..<end`, or 0.
-    /// Each attribute is a 4-byte header (length, type) and its value, padded to 4 bytes; a
-    /// message carries a handful, so this is a few loads per socket.
+    /// Each attribute is a 4-byte header (length, type) and its value, padded to 4 bytes; the id
+    /// comes after two to four small ones (shutdown, v6only, mark). Every socket with an owner
+    /// pays this walk, so its arithmetic wraps instead of checking for overflow, which offsets
+    /// of a 64 KiB datagram and 16-bit lengths cannot reach; only the attribute read is bounded.
     @inline(__always)
     static func cgroupID(in bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> UInt64 {
         var position = start
-        while end - position >= 4 {
+        while end &- position >= 4 {
             let length = Int(bytes.loadUnaligned(fromByteOffset: position, as: UInt16.self))
-            let type = bytes.loadUnaligned(fromByteOffset: position + 2, as: UInt16.self) & 0x3FFF
-            guard length >= 4, length <= end - position else { return 0 }
+            let type = bytes.loadUnaligned(fromByteOffset: position &+ 2, as: UInt16.self) & 0x3FFF
             if type == cgroupIDAttribute {
-                return length >= 12 ? bytes.loadUnaligned(fromByteOffset: position + 4, as: UInt64.self) : 0
+                guard length >= 12, length <= end &- position else { return 0 }
+                return bytes.loadUnaligned(fromByteOffset: position &+ 4, as: UInt64.self)
             }
-            position += (length + 3) & ~3
+            guard length >= 4 else { return 0 }
+            position &+= (length &+ 3) & ~3
         }
         return 0
     }
