@@ -37,36 +37,38 @@ public enum UnixDiagParser {
 
         /// Reads struct unix_diag_msg, then its attributes: UNIX_DIAG_NAME (sun_path bytes, a
         /// leading NUL for an abstract name) and UNIX_DIAG_RQLEN (two 32-bit counts: for a
-        /// listener the accept queue and the backlog). Other attributes are skipped.
+        /// listener the accept queue and the backlog). Other attributes are skipped. Offsets
+        /// within a 64 KiB datagram plus 16-bit lengths cannot overflow, so the walk, which
+        /// every UNIX socket pays, uses wrapping arithmetic; every length is still checked.
         @inline(__always)
         init(at base: Int, length: Int, in bytes: UnsafeRawBufferPointer) throws(NetlinkError) {
-            type = bytes[base + 1]
-            state = bytes[base + 2]
-            var offset = base + unixDiagMsgSize
-            let end = base + length
-            while end - offset >= attributeHeaderSize {
+            type = bytes[base &+ 1]
+            state = bytes[base &+ 2]
+            var offset = base &+ unixDiagMsgSize
+            let end = base &+ length
+            while end &- offset >= attributeHeaderSize {
                 let attributeLength = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
-                let attributeType = bytes.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self)
-                guard attributeLength >= attributeHeaderSize, attributeLength <= end - offset else {
+                let attributeType = bytes.loadUnaligned(fromByteOffset: offset &+ 2, as: UInt16.self)
+                guard attributeLength >= attributeHeaderSize, attributeLength <= end &- offset else {
                     throw .truncated(offset: offset, reason: "unix_diag attribute length \(attributeLength) with \(end - offset) bytes left")
                 }
-                let payload = (offset + attributeHeaderSize)..<(offset + attributeLength)
+                let payloadStart = offset &+ attributeHeaderSize, payloadLength = attributeLength &- attributeHeaderSize
                 switch attributeType {
                 case nameAttribute:
-                    guard payload.count <= UnixName.capacity else {
-                        throw .truncated(offset: offset, reason: "UNIX_DIAG_NAME of \(payload.count) bytes, longer than sun_path")
+                    guard payloadLength <= UnixName.capacity else {
+                        throw .truncated(offset: offset, reason: "UNIX_DIAG_NAME of \(payloadLength) bytes, longer than sun_path")
                     }
-                    name = payload
+                    name = payloadStart..<(payloadStart &+ payloadLength)
                 case queueAttribute:
-                    guard payload.count >= 8 else {
-                        throw .truncated(offset: offset, reason: "UNIX_DIAG_RQLEN needs 8 bytes, has \(payload.count)")
+                    guard payloadLength >= 8 else {
+                        throw .truncated(offset: offset, reason: "UNIX_DIAG_RQLEN needs 8 bytes, has \(payloadLength)")
                     }
-                    receiveQueue = bytes.loadUnaligned(fromByteOffset: payload.lowerBound, as: UInt32.self)
-                    sendQueue = bytes.loadUnaligned(fromByteOffset: payload.lowerBound + 4, as: UInt32.self)
+                    receiveQueue = bytes.loadUnaligned(fromByteOffset: payloadStart, as: UInt32.self)
+                    sendQueue = bytes.loadUnaligned(fromByteOffset: payloadStart &+ 4, as: UInt32.self)
                 default:
                     break
                 }
-                offset += min((attributeLength + 3) & ~3, end - offset)
+                offset &+= min((attributeLength &+ 3) & ~3, end &- offset)
             }
         }
     }
