@@ -52,7 +52,7 @@ public func readRegularFile(_ path: String, limit: Int, prefixOnly: Bool = false
     var contents: [UInt8] = []
     // Uninitialised: zeroing 64 KiB for each of a poll's dozen small /proc files cost more
     // than reading them.
-    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: min(64 * 1024, limit + 1), alignment: 1)
+    let chunk = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: min(64 * 1024, limit + 1))
     defer { chunk.deallocate() }
     // Every pass reads at least one byte or ends; one byte past the limit proves it too large.
     while contents.count <= limit {
@@ -64,7 +64,7 @@ public func readRegularFile(_ path: String, limit: Int, prefixOnly: Bool = false
             throw .system(error)
         }
         if count == 0 { return contents }
-        contents += chunk[..<count]
+        contents += UnsafeBufferPointer(rebasing: chunk[..<count])
     }
     if prefixOnly { return Array(contents.prefix(limit)) }
     throw .tooLarge(path: path, limit: limit)
