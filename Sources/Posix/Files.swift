@@ -50,21 +50,21 @@ public func readRegularFile(_ path: String, limit: Int, prefixOnly: Bool = false
     let descriptor = try openRegularFile(path)
     defer { close(descriptor) }
     var contents: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: min(64 * 1024, limit + 1))
+    // Uninitialised: zeroing 64 KiB for each of a poll's dozen small /proc files cost more
+    // than reading them.
+    let chunk = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: min(64 * 1024, limit + 1))
+    defer { chunk.deallocate() }
     // Every pass reads at least one byte or ends; one byte past the limit proves it too large.
     while contents.count <= limit {
         let wanted = min(chunk.count, limit + 1 - contents.count)
-        let count = chunk.withUnsafeMutableBytes { buffer in
-            Result { () throws(SystemCallError) in
-                try retryingInterrupts("read", path) { read(descriptor, buffer.baseAddress, wanted) }
-            }
-        }
-        guard case .success(let count) = count else {
-            if case .failure(let error) = count { throw .system(error) }
-            return contents
+        let count: Int
+        do {
+            count = try retryingInterrupts("read", path) { read(descriptor, chunk.baseAddress, wanted) }
+        } catch {
+            throw .system(error)
         }
         if count == 0 { return contents }
-        contents += chunk[..<count]
+        contents += UnsafeBufferPointer(rebasing: chunk[..<count])
     }
     if prefixOnly { return Array(contents.prefix(limit)) }
     throw .tooLarge(path: path, limit: limit)

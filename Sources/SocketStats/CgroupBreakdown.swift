@@ -42,7 +42,7 @@ public struct CgroupBreakdown: Sendable {
         cache: CgroupPathCache = .shared, namer: CgroupNamer = CgroupNamer()
     ) -> CgroupBreakdown {
         if source == .proc { return CgroupBreakdown(unavailableReason: "the /proc source carries no cgroup ids (use netlink)") }
-        if tally.socketsWithID == 0 && tally.fullSocketsWithoutID > 0 {
+        if !tally.sawCgroupIDs && tally.fullSocketsWithoutID > 0 {
             return CgroupBreakdown(unavailableReason: "this kernel sends no cgroup id with its sockets (INET_DIAG_CGROUP_ID needs Linux 5.8 and CONFIG_SOCK_CGROUP_DATA)")
         }
         let hierarchy: CgroupHierarchy

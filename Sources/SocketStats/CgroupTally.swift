@@ -32,19 +32,26 @@ public struct CgroupTally: ~Copyable, SocketVisitor {
     /// A power of two, kept at least twice `used`.
     private var capacity = 64
     private var used = 0
+    /// The last id counted and its slot. One service or container usually holds most of a
+    /// host's sockets, so most sockets cost a comparison here instead of a hash and a probe.
+    /// 0: none (no cgroup has id 0); cleared whenever `slots` moves or is emptied.
+    private var lastID: UInt64 = 0
+    private var lastSlot: UnsafeMutablePointer<Slot>
     /// Sockets the kernel sent without a cgroup id: TIME_WAIT and SYN_RECV entries, which are
     /// not full sockets and have no owner.
     public private(set) var unattributed = CgroupCounts()
     /// Full sockets (neither TIME_WAIT nor SYN_RECV) without an id: a kernel that does not send
     /// the attribute, or a source that has none (/proc).
     public private(set) var fullSocketsWithoutID: UInt64 = 0
-    public private(set) var socketsWithID: UInt64 = 0
+    /// Whether any socket came with a cgroup id.
+    public var sawCgroupIDs: Bool { used > 0 }
 
     public static var wantsOwnership: Bool { true }
 
     public init() {
         slots = .allocate(capacity: capacity)
         slots.initialize(repeating: Slot(id: 0, counts: CgroupCounts()), count: capacity)
+        lastSlot = slots
     }
 
     deinit {
@@ -55,9 +62,9 @@ public struct CgroupTally: ~Copyable, SocketVisitor {
     public mutating func startOver() {
         slots.update(repeating: Slot(id: 0, counts: CgroupCounts()), count: capacity)
         used = 0
+        lastID = 0
         unattributed = CgroupCounts()
         fullSocketsWithoutID = 0
-        socketsWithID = 0
     }
 
     @inline(__always)
@@ -70,10 +77,13 @@ public struct CgroupTally: ~Copyable, SocketVisitor {
             if !isRequestOrTimeWait { fullSocketsWithoutID &+= 1 }
             return
         }
-        socketsWithID &+= 1
-        // The index first: finding it may grow (reallocate) `slots`.
-        let index = slotIndex(for: id)
-        slots[index].counts.add(socket)
+        if id != lastID {
+            // The index first: finding it may grow (reallocate) `slots`.
+            let index = slotIndex(for: id)
+            lastSlot = slots + index
+            lastID = id
+        }
+        lastSlot.pointee.counts.add(socket)
     }
 
     /// The slot holding `id`, claimed if new.
@@ -106,6 +116,7 @@ public struct CgroupTally: ~Copyable, SocketVisitor {
         slots = .allocate(capacity: capacity)
         slots.initialize(repeating: Slot(id: 0, counts: CgroupCounts()), count: capacity)
         used = 0
+        lastID = 0
         for index in 0..<oldCapacity where old[index].id != 0 {
             let slot = slotIndex(for: old[index].id)
             slots[slot].counts = old[index].counts

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Sockets per remote endpoint (address, port, family): what the ephemeral-port figure needs.
 ///
 /// Per socket it is the most frequent step of the per-port pass, so it avoids both hashing and
@@ -30,14 +32,13 @@ struct EndpointTally: ~Copyable {
     init() {
         slots = .allocate(capacity: capacity)
         slots.initialize(repeating: Self.empty, count: capacity)
-        memo = .allocate(capacity: 65536)
-        memo.initialize(repeating: 0, count: 65536)
+        memo = allocateZeroedTable(of: UInt32.self, count: 65536)
         seed = UInt64.random(in: 0...UInt64.max)
     }
 
     deinit {
         slots.deallocate()
-        memo.deallocate()
+        free(memo)
     }
 
     mutating func removeAll() {

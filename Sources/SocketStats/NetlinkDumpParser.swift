@@ -51,9 +51,9 @@ public enum NetlinkDumpParser {
             (body, bodyLength) throws(NetlinkError) in
             var socket = record(at: body, in: datagram, transport: transport)
             if Visitor.wantsOwnership {
-                // idiag_inode, after idiag_uid.
-                socket.inode = datagram.loadUnaligned(fromByteOffset: body + 68, as: UInt32.self)
-                socket.cgroupID = cgroupID(in: datagram, from: body + inetDiagMsgSize, to: body + bodyLength)
+                // idiag_inode, after idiag_uid. (Offsets in a 64 KiB datagram: wrapping cannot happen.)
+                socket.inode = datagram.loadUnaligned(fromByteOffset: body &+ 68, as: UInt32.self)
+                socket.cgroupID = cgroupID(in: datagram, from: body &+ inetDiagMsgSize, to: body &+ bodyLength)
             }
             visitor.visit(socket)
         }
@@ -116,20 +116,33 @@ public enum NetlinkDumpParser {
     /// INET_DIAG_CGROUP_ID: the kernel adds it to every full socket's message without being asked.
     static let cgroupIDAttribute: UInt16 = 21
 
+    /// The header of an INET_DIAG_CGROUP_ID attribute (length 12: itself and a u64) as one
+    /// 32-bit word: the kernel writes its two 16-bit fields in host order.
+    @inline(__always)
+    static var cgroupIDHeader: UInt32 {
+        #if _endian(little)
+        UInt32(12) | UInt32(cgroupIDAttribute) << 16
+        #else
+        UInt32(12) << 16 | UInt32(cgroupIDAttribute)
+        #endif
+    }
+
     /// The value of the INET_DIAG_CGROUP_ID attribute among the rtattrs in `start..<end`, or 0.
-    /// Each attribute is a 4-byte header (length, type) and its value, padded to 4 bytes; a
-    /// message carries a handful, so this is a few loads per socket.
+    /// Each attribute is a 4-byte header (length, type) and its value, padded to 4 bytes; the id
+    /// comes after two to four small ones (shutdown, v6only, mark). Every socket with an owner
+    /// pays this walk, so each attribute costs one word compared (the whole header at once)
+    /// and one length read; the arithmetic wraps instead of checking for overflow, which
+    /// offsets in a 64 KiB datagram and 16-bit lengths cannot reach.
     @inline(__always)
     static func cgroupID(in bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> UInt64 {
         var position = start
-        while end - position >= 4 {
-            let length = Int(bytes.loadUnaligned(fromByteOffset: position, as: UInt16.self))
-            let type = bytes.loadUnaligned(fromByteOffset: position + 2, as: UInt16.self) & 0x3FFF
-            guard length >= 4, length <= end - position else { return 0 }
-            if type == cgroupIDAttribute {
-                return length >= 12 ? bytes.loadUnaligned(fromByteOffset: position + 4, as: UInt64.self) : 0
+        while end &- position >= 12 {
+            if bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self) == cgroupIDHeader {
+                return bytes.loadUnaligned(fromByteOffset: position &+ 4, as: UInt64.self)
             }
-            position += (length + 3) & ~3
+            let length = Int(bytes.loadUnaligned(fromByteOffset: position, as: UInt16.self))
+            guard length >= 4 else { return 0 }
+            position &+= (length &+ 3) & ~3
         }
         return 0
     }

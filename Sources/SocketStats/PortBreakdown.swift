@@ -1,3 +1,5 @@
+import Glibc
+
 /// Per-port view of one collection: every TCP listening port with its accept queue and the
 /// states of its inbound connections, outbound connections by state for chosen remote
 /// ports, and the busiest use of the ephemeral port range. `PortTally` fills it in the same
@@ -84,24 +86,21 @@ public struct PortTally: ~Copyable, SocketVisitor {
         for port in remotePorts where !unique.contains(port) && unique.count < 255 { unique.append(port) }
         self.remotePorts = unique
         self.ephemeralRange = ephemeralRange
-        listenerSlot = .allocate(capacity: 65536)
-        listenerSlot.initialize(repeating: 0, count: 65536)
-        listening = .allocate(capacity: 1024)
-        listening.initialize(repeating: 0, count: 1024)
+        listenerSlot = allocateZeroedTable(of: UInt16.self, count: 65536)
+        listening = allocateZeroedTable(of: UInt64.self, count: 1024)
         inbound = .allocate(capacity: inboundCapacity)
         inbound.initialize(repeating: TCPStateCounts(), count: inboundCapacity)
-        remoteSlot = .allocate(capacity: 65536)
-        remoteSlot.initialize(repeating: 0, count: 65536)
+        remoteSlot = allocateZeroedTable(of: UInt8.self, count: 65536)
         for (index, port) in unique.enumerated() { remoteSlot[Int(port)] = UInt8(index + 1) }
         outbound = .allocate(capacity: max(unique.count, 1))
         outbound.initialize(repeating: TCPStateCounts(), count: max(unique.count, 1))
     }
 
     deinit {
-        listenerSlot.deallocate()
-        listening.deallocate()
+        free(listenerSlot)
+        free(listening)
         inbound.deallocate()
-        remoteSlot.deallocate()
+        free(remoteSlot)
         outbound.deallocate()
     }
 

@@ -15,42 +15,61 @@ public enum UnixDiagParser {
     public static func parse(_ datagram: UnsafeRawBufferPointer, sequence: UInt32, into tally: inout UnixTally) throws(NetlinkError) -> NetlinkDumpParser.Outcome {
         try NetlinkDumpParser.forEachSocketMessage(in: datagram, sequence: sequence, bodyName: "unix_diag_msg", minimumBody: unixDiagMsgSize) {
             (body, bodyLength) throws(NetlinkError) in
-            tally.visit(try record(at: body, length: bodyLength, in: datagram))
+            let message = try Message(at: body, length: bodyLength, in: datagram)
+            // The name is copied into a UnixName (108 bytes) only when the tally keeps it: most
+            // sockets are unnamed or datagram sockets, counted by type and state alone.
+            guard tally.count(type: message.type, state: message.state), !message.name.isEmpty else { return }
+            let name = UnixName(UnsafeRawBufferPointer(rebasing: datagram[message.name]))!
+            tally.addToPath(UnixSocketRecord(
+                type: message.type, state: message.state, name: name,
+                receiveQueue: message.receiveQueue, sendQueue: message.sendQueue))
         }
     }
 
-    /// Reads struct unix_diag_msg, then its attributes: UNIX_DIAG_NAME (sun_path bytes, a
-    /// leading NUL for an abstract name) and UNIX_DIAG_RQLEN (two 32-bit counts: for a
-    /// listener the accept queue and the backlog). Other attributes are skipped.
-    @inline(__always)
-    static func record(at base: Int, length: Int, in bytes: UnsafeRawBufferPointer) throws(NetlinkError) -> UnixSocketRecord {
-        var record = UnixSocketRecord(type: bytes[base + 1], state: bytes[base + 2], name: UnixName(EmptyCollection())!)
-        var offset = base + unixDiagMsgSize
-        let end = base + length
-        while end - offset >= attributeHeaderSize {
-            let attributeLength = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
-            let type = bytes.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self)
-            guard attributeLength >= attributeHeaderSize, attributeLength <= end - offset else {
-                throw .truncated(offset: offset, reason: "unix_diag attribute length \(attributeLength) with \(end - offset) bytes left")
-            }
-            let payload = (offset + attributeHeaderSize)..<(offset + attributeLength)
-            switch type {
-            case nameAttribute:
-                guard let name = UnixName(UnsafeRawBufferPointer(rebasing: bytes[payload])) else {
-                    throw .truncated(offset: offset, reason: "UNIX_DIAG_NAME of \(payload.count) bytes, longer than sun_path")
+    /// One unix_diag message as read: its fixed fields, and where its name's bytes are.
+    struct Message {
+        var type: UInt8
+        var state: UInt8
+        /// The UNIX_DIAG_NAME payload's bytes in the datagram (at most sun_path's size); empty: unnamed.
+        var name: Range<Int> = 0..<0
+        var receiveQueue: UInt32 = 0
+        var sendQueue: UInt32 = 0
+
+        /// Reads struct unix_diag_msg, then its attributes: UNIX_DIAG_NAME (sun_path bytes, a
+        /// leading NUL for an abstract name) and UNIX_DIAG_RQLEN (two 32-bit counts: for a
+        /// listener the accept queue and the backlog). Other attributes are skipped. Offsets
+        /// within a 64 KiB datagram plus 16-bit lengths cannot overflow, so the walk, which
+        /// every UNIX socket pays, uses wrapping arithmetic; every length is still checked.
+        @inline(__always)
+        init(at base: Int, length: Int, in bytes: UnsafeRawBufferPointer) throws(NetlinkError) {
+            type = bytes[base &+ 1]
+            state = bytes[base &+ 2]
+            var offset = base &+ unixDiagMsgSize
+            let end = base &+ length
+            while end &- offset >= attributeHeaderSize {
+                let attributeLength = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+                let attributeType = bytes.loadUnaligned(fromByteOffset: offset &+ 2, as: UInt16.self)
+                guard attributeLength >= attributeHeaderSize, attributeLength <= end &- offset else {
+                    throw .truncated(offset: offset, reason: "unix_diag attribute length \(attributeLength) with \(end - offset) bytes left")
                 }
-                record.name = name
-            case queueAttribute:
-                guard payload.count >= 8 else {
-                    throw .truncated(offset: offset, reason: "UNIX_DIAG_RQLEN needs 8 bytes, has \(payload.count)")
+                let payloadStart = offset &+ attributeHeaderSize, payloadLength = attributeLength &- attributeHeaderSize
+                switch attributeType {
+                case nameAttribute:
+                    guard payloadLength <= UnixName.capacity else {
+                        throw .truncated(offset: offset, reason: "UNIX_DIAG_NAME of \(payloadLength) bytes, longer than sun_path")
+                    }
+                    name = payloadStart..<(payloadStart &+ payloadLength)
+                case queueAttribute:
+                    guard payloadLength >= 8 else {
+                        throw .truncated(offset: offset, reason: "UNIX_DIAG_RQLEN needs 8 bytes, has \(payloadLength)")
+                    }
+                    receiveQueue = bytes.loadUnaligned(fromByteOffset: payloadStart, as: UInt32.self)
+                    sendQueue = bytes.loadUnaligned(fromByteOffset: payloadStart &+ 4, as: UInt32.self)
+                default:
+                    break
                 }
-                record.receiveQueue = bytes.loadUnaligned(fromByteOffset: payload.lowerBound, as: UInt32.self)
-                record.sendQueue = bytes.loadUnaligned(fromByteOffset: payload.lowerBound + 4, as: UInt32.self)
-            default:
-                break
+                offset &+= min((attributeLength &+ 3) & ~3, end &- offset)
             }
-            offset += min((attributeLength + 3) & ~3, end - offset)
         }
-        return record
     }
 }

@@ -126,15 +126,27 @@ public struct UnixTally: Sendable {
 
     @inline(__always)
     public mutating func visit(_ socket: UnixSocketRecord) {
-        switch socket.type {
-        case UnixSocketType.stream.rawValue: stream.add(rawState: socket.state)
-        case UnixSocketType.seqpacket.rawValue: seqpacket.add(rawState: socket.state)
+        guard count(type: socket.type, state: socket.state), !socket.name.isEmpty else { return }
+        addToPath(socket)
+    }
+
+    /// Counts a socket by type and state; true when it is a stream or seqpacket socket, whose
+    /// name (if it has one) then goes to `addToPath`.
+    @inline(__always)
+    mutating func count(type: UInt8, state: UInt8) -> Bool {
+        switch type {
+        case UnixSocketType.stream.rawValue: stream.add(rawState: state)
+        case UnixSocketType.seqpacket.rawValue: seqpacket.add(rawState: state)
         case UnixSocketType.dgram.rawValue:
-            dgram.add(rawState: socket.state)
-            return
-        default: return
+            dgram.add(rawState: state)
+            return false
+        default: return false
         }
-        guard !socket.name.isEmpty else { return }
+        return true
+    }
+
+    /// Adds a named stream or seqpacket socket, already counted, to its path's figures.
+    mutating func addToPath(_ socket: UnixSocketRecord) {
         paths[socket.name, default: PathFigures()].add(socket)
     }
 

@@ -33,6 +33,20 @@ final class CgroupTests: XCTestCase {
         XCTAssertEqual(tally.unattributed, CgroupCounts())
     }
 
+    func testLastCgroupMemoFollowsAlternationAndStartOver() {
+        var tally = CgroupTally()
+        for id: UInt64 in [5, 9, 5, 5, 9] { tally.visit(socket(.tcp, .established, cgroup: id)) }
+        XCTAssertEqual(tally.byID.map(\.id), [5, 9])
+        XCTAssertEqual(tally.byID.map { $0.counts.tcp[.established] }, [3, 2])
+        // The memo still names 9's slot, which startOver empties: the next 9 must claim it anew.
+        tally.startOver()
+        tally.visit(socket(.tcp, .closeWait, cgroup: 9))
+        tally.visit(socket(.tcp, .closeWait, cgroup: 9))
+        XCTAssertEqual(tally.byID.map(\.id), [9])
+        XCTAssertEqual(tally.byID.first?.counts.tcp[.closeWait], 2)
+        XCTAssertTrue(tally.sawCgroupIDs)
+    }
+
     func testMountinfoFindsTheCgroup2RootMountNotV1() {
         let text = """
             25 1 0:23 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
