@@ -46,6 +46,9 @@ Commands (ADDR is "127.0.0.1", "::1", "0.0.0.0" or "::"; ports are TCP):
       nftables in this namespace: drop every packet to port P on input (clients stay SYN_SENT).
   {"op":"count"}
       {"held": number of sockets this process holds}
+  {"op":"fork"}
+      {"pid": P}: a child process that holds copies of every socket held now (as a pre-fork
+      server's workers inherit theirs) and does nothing else; it ends with this process.
 
 Every wait is bounded (--timeout seconds per socket operation, default 10).
 """
@@ -91,8 +94,10 @@ def family_of(addr):
 
 
 class Holder:
-    def __init__(self, timeout):
+    def __init__(self, timeout, max_hold):
         self.timeout = timeout
+        self.max_hold = max_hold
+        self.children = []
         self.held = []
         self.listeners = {}  # port -> [socket]
         self.nft_rules = []
@@ -253,6 +258,20 @@ class Holder:
             self.nft_rules.pop()
             raise Fail("nft: " + r.stderr.strip())
 
+    def fork(self, c):
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            # The child: no stdin or stdout of its own; it waits (bounded) for its parent to go.
+            try:
+                end = time.monotonic() + self.max_hold
+                while os.getppid() == parent and time.monotonic() < end:
+                    time.sleep(0.2)
+            finally:
+                os._exit(0)
+        self.children.append(pid)
+        return {"pid": pid}
+
     def close_all(self):
         for s in self.held:
             try:
@@ -261,6 +280,13 @@ class Holder:
                 pass
         self.held = []
         self.listeners = {}
+        for pid in self.children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        self.children = []
 
 
 def normalize(addr_port):
@@ -293,7 +319,7 @@ def main(argv):
         return 1
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    h = Holder(a.timeout)
+    h = Holder(a.timeout, a.max_hold)
     try:
         check_not_host()
         r = subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True, text=True, timeout=10)
@@ -321,7 +347,7 @@ def main(argv):
                 try:
                     c = json.loads(line)
                     op = getattr(h, c["op"]) if c.get("op") in (
-                        "listen", "connect", "udp", "drop_final_ack", "drop_syn") else None
+                        "listen", "connect", "udp", "drop_final_ack", "drop_syn", "fork") else None
                     if c.get("op") == "count":
                         reply = {"held": len(h.held)}
                     elif op is None:

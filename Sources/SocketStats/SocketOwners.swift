@@ -70,14 +70,17 @@ public struct SocketOwners: Sendable {
         var result = SocketOwners(owners: [], matched: matches.inodes.count + matches.orphaned + matches.unowned,
                                   orphaned: matches.orphaned, unowned: matches.unowned, notFound: 0,
                                   processesScanned: 0, fullScan: false, problems: [])
-        var wanted = Set(matches.inodes.keys)
+        let matching = Set(matches.inodes.keys)
+        var wanted = matching       // not yet found in any process
         guard !wanted.isEmpty else { return result }
 
         var namer = CgroupNamer()
         var scanned: Set<Int32> = []
+        // A socket inherited across fork is held by each process that has it, and counts for
+        // each, as `ss -p` lists them all.
         func scan(_ pid: Int32) {
-            guard scanned.insert(pid).inserted, !wanted.isEmpty else { return }
-            let held = socketInodes(pid: pid, procRoot: procRoot, among: wanted)
+            guard scanned.insert(pid).inserted else { return }
+            let held = socketInodes(pid: pid, procRoot: procRoot, among: matching)
             guard !held.isEmpty else { return }
             wanted.subtract(held)
             // Named at once: a short-lived process may be gone by the end of the scan.
@@ -104,7 +107,7 @@ public struct SocketOwners: Sendable {
         case .failure(let error):
             result.problems.append("cgroups unavailable (\(error.reason)): every process is read")
         }
-        // Then everyone else, only if some socket is still unaccounted for.
+        // Then everyone else, only while some socket is still unaccounted for.
         if !wanted.isEmpty {
             result.fullScan = true
             for name in (try? directoryEntries(procRoot, limit: maximumProcesses)) ?? [] where !wanted.isEmpty {

@@ -26,6 +26,10 @@ public enum OwnersDocument {
             for owner in found.owners {
                 out += "  " + String(owner.sockets).leftAligned(9) + String(owner.pid).leftAligned(9) + owner.command.leftAligned(17) + owner.cgroup + "\n"
             }
+            let held = found.matched - found.orphaned - found.unowned - found.notFound
+            if found.owners.reduce(0, { $0 + $1.sockets }) > held {
+                out += "  (a socket shared by several processes, e.g. across fork, counts for each)\n"
+            }
             if found.orphaned > 0 { out += "  \(found.orphaned) orphaned (closed by their process, no owner)\n" }
             if found.unowned > 0 { out += "  \(found.unowned) TIME_WAIT or SYN_RECV (no process holds them)\n" }
             if found.notFound > 0 { out += "  \(found.notFound) held by no process we could read\n" }

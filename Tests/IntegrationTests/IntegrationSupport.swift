@@ -592,6 +592,13 @@ final class SocketControl {
         guard (reply["made"] as? NSNumber)?.intValue == n else { throw Failure("sockctl: made \(reply), not \(n)") }
     }
 
+    /// A child process holding copies of every socket held now; it ends with sockctl.
+    func fork() throws -> Int {
+        let reply = try send(#"{"op":"fork"}"#)
+        guard let pid = (reply["pid"] as? NSNumber)?.intValue else { throw Failure("sockctl fork: \(reply)") }
+        return pid
+    }
+
     func udp(_ address: String, _ n: Int, connected: Bool) throws {
         try send(#"{"op":"udp","addr":"\#(address)","n":\#(n),"connected":\#(connected)}"#)
     }
