@@ -313,8 +313,20 @@ def unix_paths_discovered(doc, macros=None):
     return [p for p in paths if yes.search(p) and not no.search(p)]
 
 
+def unix_key(path, field):
+    """The item key of a UNIX path's field, as discovery makes it: Zabbix escapes a double quote
+    inside a quoted key parameter as \\" (and leaves backslashes as they are)."""
+    quoted = path.replace('"', '\\"')
+    return f'sockets.unix.listen["{quoted}",{field}]'
+
+
+def unix_key_path(key_path):
+    """The path in a UNIX item key's first parameter (UNIX_KEY's first group)."""
+    return key_path.replace('\\"', '"')
+
+
 def unix_discovered_keys(doc, macros=None):
-    return {f'sockets.unix.listen["{p}",{f}]' for p in unix_paths_discovered(doc, macros) for f in UNIX_LISTEN_FIELDS}
+    return {unix_key(p, f) for p in unix_paths_discovered(doc, macros) for f in UNIX_LISTEN_FIELDS}
 
 
 def cgroups_discovered(doc, macros=None):
@@ -351,7 +363,7 @@ def expected_from_doc(key, doc, macros=None):
     u = UNIX_KEY.match(key)
     if u:
         path, field = u.groups()
-        return doc["unix_listen"].get(path, {}).get(field, 0)
+        return doc["unix_listen"].get(unix_key_path(path), {}).get(field, 0)
     m = WHO_KEY.match(key)
     if m:
         rule, name, proto, field = m.groups()

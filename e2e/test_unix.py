@@ -5,8 +5,9 @@
     never accepts (the kernel queues 5 and refuses the rest), and on two abstract names that
     look like the system's plumbing (@/org/freedesktop/..., @/tmp/dbus-...). `zabbix-sockets
     stats` is pushed to a trapper host whose {$SOCKETS.UNIX.PATH.MATCHES} keeps only the test's
-    names: discovery creates the items of the two paths and none for the two decoys, which the
-    default {$SOCKETS.UNIX.PATH.NOT_MATCHES} leaves out; the values of one push equal its JSON.
+    names: discovery creates the items of the two paths and of a third whose name holds a double
+    quote and a backslash, and none for the two decoys, which the default
+    {$SOCKETS.UNIX.PATH.NOT_MATCHES} leaves out; the values of one push equal its JSON.
   - The queue trigger fires for the full path, not for the path whose context macro
     {$SOCKETS.UNIX.ACCEPTQ.PCT.MAX:"<path>"} raises its threshold, and resolves after the test
     accepts (drains) the queue.
@@ -27,12 +28,9 @@ from support import MASTER_KEY, UNIX_LISTEN_FIELDS, Config
 
 UNIX_HOST = "zabbix-sockets-e2e-unix"
 BACKLOG, CLIENTS = 4, 10
+ODD_CLIENTS = 2         # queued on the path with a quote and a backslash in its name
 PUSH_EVERY = 3          # seconds between two pushes while waiting for the server
 TRIGGER_WAIT = 120      # bound on waiting for a problem to open or to resolve
-
-
-def unix_key(path, field):
-    return f'sockets.unix.listen["{path}",{field}]'
 
 
 class UnixListeningSockets(support.TemplateHostsCase):
@@ -105,6 +103,10 @@ class UnixListeningSockets(support.TemplateHostsCase):
         full_server, queued = self.listen(full, CLIENTS)
         self.assertEqual(queued, BACKLOG + 1, "a UNIX accept queue holds backlog + 1")
         self.listen(calm, CLIENTS)
+        # A name a local user may well choose to break item keys and JSONPath: a double quote and
+        # a backslash. Zabbix escapes both where discovery substitutes {#PATH}.
+        odd = os.path.join(self.directory, 'we"ird\\name.sock')
+        self.assertEqual(self.listen(odd, ODD_CLIENTS)[1], ODD_CLIENTS)
         for name in decoys:
             self.listen(name)
         mine = "|".join([self.directory + "/"] + decoys)
@@ -116,13 +118,13 @@ class UnixListeningSockets(support.TemplateHostsCase):
         t0 = time.time()
 
         # Discovery: the two paths of the test, not the decoys.
-        want = {unix_key(path, f) for path in (full, calm) for f in UNIX_LISTEN_FIELDS}
+        want = {support.unix_key(path, f) for path in (full, calm, odd) for f in UNIX_LISTEN_FIELDS}
 
         def discovered():
             found = {k for k, i in self.host_items(hostid).items() if i["flags"] == "4"}
             return found if found == want else None
         try:
-            self.push_until(discovered, "items discovered for the test's two paths")
+            self.push_until(discovered, "items discovered for the test's three paths")
         except AssertionError:
             found = {k for k, i in self.host_items(hostid).items() if i["flags"] == "4"}
             rule = self.api.call("discoveryrule.get", {"output": ["key_", "state", "error"], "hostids": [hostid]})
@@ -141,9 +143,13 @@ class UnixListeningSockets(support.TemplateHostsCase):
         bad, n = self.compare_with_doc(path_items, clock, ns, doc, None)
         self.assertEqual(bad, {}, "stored (item) vs expected (JSON)")
         got = {k: int(v) for k, v in self.api.values_at(list(path_items.values()), clock, ns).items()}
-        self.assertEqual(got.get(unix_key(full, "accept_queue_pct")), 125, "5 waiting of a backlog of 4")
+        self.assertEqual(got.get(support.unix_key(full, "accept_queue_pct")), 125, "5 waiting of a backlog of 4")
         self.assertEqual(doc["unix_listen"][full]["accept_queue"], BACKLOG + 1)
         self.assertEqual(doc["unix_listen"][full]["backlog"], BACKLOG)
+        # (compare_with_doc held the odd path's items to this document; its queue is not 0, the
+        # value a JSONPath that missed would give)
+        self.assertEqual(doc["unix_listen"][odd]["accept_queue"], ODD_CLIENTS)
+        self.assertEqual(self.host_items(hostid)[support.unix_key(odd, "accept_queue")]["lastvalue"], str(ODD_CLIENTS))
 
         # The queue trigger: fires for the full path, stays quiet for the one with a context macro.
         name_full = f"UNIX {full}: accept queue over 80% of its backlog for 10s"
