@@ -119,8 +119,9 @@ public struct NamespaceDiscovery: Sendable {
         }
         if hidden > 0 {
             let processes = hidden == 1 ? "1 process" : "\(hidden) processes"
-            problems.append("the network namespace of \(processes) could not be inspected: \(describeErrno(hiddenReason))"
-                + " (other users' processes need CAP_SYS_PTRACE)")
+            // Root is refused only by a security module or a process's own protection: no hint then.
+            let hint = geteuid() == 0 ? "" : " (other users' processes need CAP_SYS_PTRACE)"
+            problems.append("the network namespace of \(processes) could not be inspected: \(describeErrno(hiddenReason))" + hint)
         }
         // Two namespaces of one service keep apart by their inode.
         var seen: [String: Int] = [:]
