@@ -47,13 +47,16 @@ public enum NetlinkDumpParser {
         transport: TransportProtocol,
         into visitor: inout Visitor
     ) throws(NetlinkError) -> Outcome {
-        try forEachSocketMessage(in: datagram, sequence: sequence, bodyName: "inet_diag_msg", minimumBody: inetDiagMsgSize) {
+        // Where the previous message's cgroup attribute began, from the start of its attributes.
+        var cgroupOffset = 0
+        return try forEachSocketMessage(in: datagram, sequence: sequence, bodyName: "inet_diag_msg", minimumBody: inetDiagMsgSize) {
             (body, bodyLength) throws(NetlinkError) in
             var socket = record(at: body, in: datagram, transport: transport)
             if Visitor.wantsOwnership {
                 // idiag_inode, after idiag_uid. (Offsets in a 64 KiB datagram: wrapping cannot happen.)
                 socket.inode = datagram.loadUnaligned(fromByteOffset: body &+ 68, as: UInt32.self)
-                socket.cgroupID = cgroupID(in: datagram, from: body &+ inetDiagMsgSize, to: body &+ bodyLength)
+                socket.cgroupID = cgroupID(
+                    in: datagram, from: body &+ inetDiagMsgSize, to: body &+ bodyLength, lastOffset: &cgroupOffset)
             }
             visitor.visit(socket)
         }
@@ -130,14 +133,26 @@ public enum NetlinkDumpParser {
     /// The value of the INET_DIAG_CGROUP_ID attribute among the rtattrs in `start..<end`, or 0.
     /// Each attribute is a 4-byte header (length, type) and its value, padded to 4 bytes; the id
     /// comes after two to four small ones (shutdown, v6only, mark). Every socket with an owner
-    /// pays this walk, so each attribute costs one word compared (the whole header at once)
-    /// and one length read; the arithmetic wraps instead of checking for overflow, which
-    /// offsets in a 64 KiB datagram and 16-bit lengths cannot reach.
+    /// pays this, so each attribute costs one word compared (the whole header at once) and one
+    /// length read; the arithmetic wraps instead of checking for overflow, which offsets in a
+    /// 64 KiB datagram and 16-bit lengths cannot reach.
+    ///
+    /// The kernel writes the same attributes in the same order for every socket of one kind, so
+    /// the id is first looked for at `lastOffset` (from `start`), where the previous message had
+    /// it, and the walk runs only when that word is not its header; `lastOffset` is then updated.
+    /// The attributes before the id hold at most 4 bytes each (8 with their header), so a
+    /// remembered offset lands on another header or inside this message's id, never on a value
+    /// a process chose.
     @inline(__always)
-    static func cgroupID(in bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> UInt64 {
+    static func cgroupID(in bytes: UnsafeRawBufferPointer, from start: Int, to end: Int, lastOffset: inout Int) -> UInt64 {
+        let guess = start &+ lastOffset
+        if end &- guess >= 12, bytes.loadUnaligned(fromByteOffset: guess, as: UInt32.self) == cgroupIDHeader {
+            return bytes.loadUnaligned(fromByteOffset: guess &+ 4, as: UInt64.self)
+        }
         var position = start
         while end &- position >= 12 {
             if bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self) == cgroupIDHeader {
+                lastOffset = position &- start
                 return bytes.loadUnaligned(fromByteOffset: position &+ 4, as: UInt64.self)
             }
             let length = Int(bytes.loadUnaligned(fromByteOffset: position, as: UInt16.self))
