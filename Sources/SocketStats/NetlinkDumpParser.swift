@@ -164,16 +164,18 @@ public enum NetlinkDumpParser {
 
     /// Reads struct inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid
     /// (sport, dport as big-endian 16 bits; src, dst as four 32-bit words), expires, rqueue, wqueue.
+    /// `base` is a message body of at least `inetDiagMsgSize` bytes in a 64 KiB datagram, so the
+    /// offsets wrap instead of checking for an overflow they cannot reach.
     @inline(__always)
     static func record(at base: Int, in bytes: UnsafeRawBufferPointer, transport: TransportProtocol) -> SocketRecord {
-        func word(_ at: Int) -> UInt32 { bytes.loadUnaligned(fromByteOffset: base + at, as: UInt32.self) }
-        func address(_ at: Int) -> AddressWords { AddressWords(word(at), word(at + 4), word(at + 8), word(at + 12)) }
+        func word(_ at: Int) -> UInt32 { bytes.loadUnaligned(fromByteOffset: base &+ at, as: UInt32.self) }
+        func address(_ at: Int) -> AddressWords { AddressWords(word(at), word(at &+ 4), word(at &+ 8), word(at &+ 12)) }
         return SocketRecord(
             transport: transport,
             isIPv6: Int32(bytes[base]) == AF_INET6,
-            state: bytes[base + 1],
-            localPort: UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: base + 4, as: UInt16.self)),
-            remotePort: UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: base + 6, as: UInt16.self)),
+            state: bytes[base &+ 1],
+            localPort: UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: base &+ 4, as: UInt16.self)),
+            remotePort: UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: base &+ 6, as: UInt16.self)),
             localAddress: address(8),
             remoteAddress: address(24),
             receiveQueue: word(56),
