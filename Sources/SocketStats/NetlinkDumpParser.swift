@@ -140,9 +140,11 @@ public enum NetlinkDumpParser {
     /// The kernel writes the same attributes in the same order for every socket of one kind, so
     /// the id is first looked for at `lastOffset` (from `start`), where the previous message had
     /// it, and the walk runs only when that word is not its header; `lastOffset` is then updated.
-    /// The attributes before the id hold at most 4 bytes each (8 with their header), so a
-    /// remembered offset lands on another header or inside this message's id, never on a value
-    /// a process chose.
+    /// The attributes before the id hold at most 4 bytes each (8 with their header), so on
+    /// x86-64 the id moves between messages by multiples of 8, and a remembered offset lands on
+    /// another header or inside this message's own id, never on a value a process chose. (Where
+    /// the kernel pads 64-bit values to 8 bytes, it could also land on a socket's mark, which
+    /// only CAP_NET_ADMIN can set.)
     @inline(__always)
     static func cgroupID(in bytes: UnsafeRawBufferPointer, from start: Int, to end: Int, lastOffset: inout Int) -> UInt64 {
         let guess = start &+ lastOffset
