@@ -47,13 +47,16 @@ public enum NetlinkDumpParser {
         transport: TransportProtocol,
         into visitor: inout Visitor
     ) throws(NetlinkError) -> Outcome {
-        try forEachSocketMessage(in: datagram, sequence: sequence, bodyName: "inet_diag_msg", minimumBody: inetDiagMsgSize) {
+        // Where the previous message's cgroup attribute began, from the start of its attributes.
+        var cgroupOffset = 0
+        return try forEachSocketMessage(in: datagram, sequence: sequence, bodyName: "inet_diag_msg", minimumBody: inetDiagMsgSize) {
             (body, bodyLength) throws(NetlinkError) in
             var socket = record(at: body, in: datagram, transport: transport)
             if Visitor.wantsOwnership {
                 // idiag_inode, after idiag_uid. (Offsets in a 64 KiB datagram: wrapping cannot happen.)
                 socket.inode = datagram.loadUnaligned(fromByteOffset: body &+ 68, as: UInt32.self)
-                socket.cgroupID = cgroupID(in: datagram, from: body &+ inetDiagMsgSize, to: body &+ bodyLength)
+                socket.cgroupID = cgroupID(
+                    in: datagram, from: body &+ inetDiagMsgSize, to: body &+ bodyLength, lastOffset: &cgroupOffset)
             }
             visitor.visit(socket)
         }
@@ -130,14 +133,28 @@ public enum NetlinkDumpParser {
     /// The value of the INET_DIAG_CGROUP_ID attribute among the rtattrs in `start..<end`, or 0.
     /// Each attribute is a 4-byte header (length, type) and its value, padded to 4 bytes; the id
     /// comes after two to four small ones (shutdown, v6only, mark). Every socket with an owner
-    /// pays this walk, so each attribute costs one word compared (the whole header at once)
-    /// and one length read; the arithmetic wraps instead of checking for overflow, which
-    /// offsets in a 64 KiB datagram and 16-bit lengths cannot reach.
+    /// pays this, so each attribute costs one word compared (the whole header at once) and one
+    /// length read; the arithmetic wraps instead of checking for overflow, which offsets in a
+    /// 64 KiB datagram and 16-bit lengths cannot reach.
+    ///
+    /// The kernel writes the same attributes in the same order for every socket of one kind, so
+    /// the id is first looked for at `lastOffset` (from `start`), where the previous message had
+    /// it, and the walk runs only when that word is not its header; `lastOffset` is then updated.
+    /// The attributes before the id hold at most 4 bytes each (8 with their header), so on
+    /// x86-64 the id moves between messages by multiples of 8, and a remembered offset lands on
+    /// another header or inside this message's own id, never on a value a process chose. (Where
+    /// the kernel pads 64-bit values to 8 bytes, it could also land on a socket's mark, which
+    /// only CAP_NET_ADMIN can set.)
     @inline(__always)
-    static func cgroupID(in bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> UInt64 {
+    static func cgroupID(in bytes: UnsafeRawBufferPointer, from start: Int, to end: Int, lastOffset: inout Int) -> UInt64 {
+        let guess = start &+ lastOffset
+        if end &- guess >= 12, bytes.loadUnaligned(fromByteOffset: guess, as: UInt32.self) == cgroupIDHeader {
+            return bytes.loadUnaligned(fromByteOffset: guess &+ 4, as: UInt64.self)
+        }
         var position = start
         while end &- position >= 12 {
             if bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self) == cgroupIDHeader {
+                lastOffset = position &- start
                 return bytes.loadUnaligned(fromByteOffset: position &+ 4, as: UInt64.self)
             }
             let length = Int(bytes.loadUnaligned(fromByteOffset: position, as: UInt16.self))
@@ -149,16 +166,18 @@ public enum NetlinkDumpParser {
 
     /// Reads struct inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid
     /// (sport, dport as big-endian 16 bits; src, dst as four 32-bit words), expires, rqueue, wqueue.
+    /// `base` is a message body of at least `inetDiagMsgSize` bytes in a 64 KiB datagram, so the
+    /// offsets wrap instead of checking for an overflow they cannot reach.
     @inline(__always)
     static func record(at base: Int, in bytes: UnsafeRawBufferPointer, transport: TransportProtocol) -> SocketRecord {
-        func word(_ at: Int) -> UInt32 { bytes.loadUnaligned(fromByteOffset: base + at, as: UInt32.self) }
-        func address(_ at: Int) -> AddressWords { AddressWords(word(at), word(at + 4), word(at + 8), word(at + 12)) }
+        func word(_ at: Int) -> UInt32 { bytes.loadUnaligned(fromByteOffset: base &+ at, as: UInt32.self) }
+        func address(_ at: Int) -> AddressWords { AddressWords(word(at), word(at &+ 4), word(at &+ 8), word(at &+ 12)) }
         return SocketRecord(
             transport: transport,
             isIPv6: Int32(bytes[base]) == AF_INET6,
-            state: bytes[base + 1],
-            localPort: UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: base + 4, as: UInt16.self)),
-            remotePort: UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: base + 6, as: UInt16.self)),
+            state: bytes[base &+ 1],
+            localPort: UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: base &+ 4, as: UInt16.self)),
+            remotePort: UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: base &+ 6, as: UInt16.self)),
             localAddress: address(8),
             remoteAddress: address(24),
             receiveQueue: word(56),

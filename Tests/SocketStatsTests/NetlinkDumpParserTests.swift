@@ -100,9 +100,39 @@ final class NetlinkDumpParserTests: XCTestCase {
         let body = diagBody(family: AF_INET, state: 1)
         for attributes in [[UInt8(2), 0, 21, 0], le(UInt16(200)) + le(UInt16(21)) + [0, 0, 0, 0], attribute(type: 21, value: [1, 2, 3, 4])] {
             let bytes = body + attributes
-            let id = bytes.withUnsafeBytes { NetlinkDumpParser.cgroupID(in: $0, from: body.count, to: bytes.count) }
-            XCTAssertEqual(id, 0, "\(attributes)")
+            // A remembered offset at, inside or beyond the attributes' end changes nothing.
+            for remembered in [0, 4, 8, 1000] {
+                var lastOffset = remembered
+                let id = bytes.withUnsafeBytes {
+                    NetlinkDumpParser.cgroupID(in: $0, from: body.count, to: bytes.count, lastOffset: &lastOffset)
+                }
+                XCTAssertEqual(id, 0, "\(attributes), remembered offset \(remembered)")
+            }
         }
+    }
+
+    func testCgroupIDIsFoundWhereverEachMessageHasIt() throws {
+        // The kernel sends v6only only for IPv6 LISTEN and CLOSE sockets, and a pad or a
+        // sockopt attribute on some kernels: in one datagram the id moves between offsets, and
+        // the offset remembered from one message may hold another header in the next.
+        let shutdown = attribute(type: 8, value: [0]), mark = attribute(type: 15, value: le(UInt32(0x0015_000C)))
+        let v6only = attribute(type: 19, value: [1])
+        func id(_ value: UInt64) -> [UInt8] { attribute(type: 21, value: le(value)) }
+        let layouts: [(state: UInt8, attributes: [UInt8])] = [
+            (1, shutdown + mark + id(101)), (1, shutdown + mark + id(101)),
+            (10, shutdown + v6only + mark + id(102)), (1, shutdown + mark + id(101)),
+            (1, shutdown + id(103)), (10, shutdown + v6only + mark + id(102)),
+            (1, id(104)), (1, shutdown + mark + id(101)), (6, []),
+        ]
+        let datagram = layouts.flatMap {
+            message(type: SOCK_DIAG_BY_FAMILY, body: diagBody(family: AF_INET6, state: $0.state) + $0.attributes)
+        }
+        var tally = CgroupTally()
+        _ = try datagram.withUnsafeBytes { try NetlinkDumpParser.parse($0, sequence: sequence, transport: .tcp, into: &tally) }
+        XCTAssertEqual(tally.byID.map(\.id), [101, 102, 103, 104])
+        XCTAssertEqual(tally.byID.map { $0.counts.tcp.total }, [4, 2, 1, 1])
+        XCTAssertEqual(tally.byID[1].counts.tcp[.listen], 2)
+        XCTAssertEqual(tally.unattributed.tcp[.timeWait], 1)
     }
 
     func testRandomBytesNeverCrash() {
