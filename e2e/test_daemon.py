@@ -612,8 +612,8 @@ class DaemonTests(support.ZabbixCase):
                                       f"server replies through the relay {relay.replies}\n{d2.log()}")
         self.assertEqual([k for k, n in got.items() if n > 1], [])
         self.assertNotEqual(read_state(buf)["values"]["session"], old_session)
-        print(f"# lost state file: {len(want) - len(new)} buffered + {len(new)} new values, {len(rows)} in "
-              f"history, each once; a new session", flush=True)
+        print(f"# lost state file: {len(want) - len(new)} buffered + {len(new)} new values, each once in "
+              f"history; a new session", flush=True)
 
     # ---------------------------------------------------------------- 4x: refusals
     def test_40_refused_host_and_missing_namespace_are_logged_once(self):
