@@ -14,6 +14,16 @@ public enum CgroupKind: String, Sendable {
     case cgroup
 }
 
+/// The cgroup v2 path of process `pid` (its "0::/path" line in /proc/PID/cgroup, read as a bounded
+/// prefix), or nil when it is gone or unreadable.
+func cgroupPath(ofProcess pid: Int, procRoot: String) -> String? {
+    guard let bytes = try? readRegularFile("\(procRoot)/\(pid)/cgroup", limit: 64 * 1024, prefixOnly: true) else { return nil }
+    for line in bytes.split(separator: UInt8(ascii: "\n")) where line.starts(with: "0::/".utf8) {
+        return String(decoding: line.dropFirst(3), as: UTF8.self)
+    }
+    return nil
+}
+
 /// Names cgroups from their paths, and from the host's Docker and Kubernetes state where it can
 /// be read as files (never through the Docker API).
 public struct CgroupNamer: Sendable {

@@ -28,7 +28,6 @@ public struct NamespaceDiscovery: Sendable {
     /// pid_max is at most 4,194,304; /proc lists a few dozen more names than pids.
     static let maximumProcEntries = 4_194_304 + 1024
     static let maximumNamedNamespaces = 100_000
-    static let cgroupFileLimit = 64 * 1024
 
     public init() {}
 
@@ -134,12 +133,9 @@ public struct NamespaceDiscovery: Sendable {
     /// The unit, container or pod of a process's cgroup (cgroup v2 line "0::/path"); nil when
     /// it is only a path.
     private func processName(_ pid: Int, namer: inout CgroupNamer) -> String? {
-        guard let bytes = try? readRegularFile("\(procRoot)/\(pid)/cgroup", limit: Self.cgroupFileLimit, prefixOnly: true) else { return nil }
-        for line in bytes.split(separator: UInt8(ascii: "\n")) where line.starts(with: "0::/".utf8) {
-            let (name, kind) = namer.name(of: String(decoding: line.dropFirst(3), as: UTF8.self))
-            return kind == .cgroup ? nil : name
-        }
-        return nil
+        guard let path = cgroupPath(ofProcess: pid, procRoot: procRoot) else { return nil }
+        let (name, kind) = namer.name(of: path)
+        return kind == .cgroup ? nil : name
     }
 }
 

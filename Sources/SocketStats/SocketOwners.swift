@@ -61,7 +61,6 @@ public struct SocketOwners: Sendable {
 
     static let procsFileLimit = 16 * 1024 * 1024
     static let maximumDescriptors = 1_048_576
-    static let maximumProcesses = 4_194_304 + 1024
 
     /// Dumps TCP sockets in the calling thread's namespace, then finds their processes.
     public static func find(_ query: Query, procRoot: String = "/proc") throws(CollectorError) -> SocketOwners {
@@ -110,7 +109,7 @@ public struct SocketOwners: Sendable {
         // Then everyone else, only while some socket is still unaccounted for.
         if !wanted.isEmpty {
             result.fullScan = true
-            for name in (try? directoryEntries(procRoot, limit: maximumProcesses)) ?? [] where !wanted.isEmpty {
+            for name in (try? directoryEntries(procRoot, limit: NamespaceDiscovery.maximumProcEntries)) ?? [] where !wanted.isEmpty {
                 if let pid = Int32(name), pid > 0 { scan(pid) }
             }
         }
@@ -149,11 +148,7 @@ public struct SocketOwners: Sendable {
     }
 
     static func cgroupName(pid: Int32, procRoot: String, namer: inout CgroupNamer) -> String {
-        guard let bytes = try? readRegularFile("\(procRoot)/\(pid)/cgroup", limit: 64 * 1024, prefixOnly: true) else { return "?" }
-        for line in bytes.split(separator: UInt8(ascii: "\n")) where line.starts(with: "0::/".utf8) {
-            return namer.name(of: String(decoding: line.dropFirst(3), as: UTF8.self)).name
-        }
-        return "?"
+        cgroupPath(ofProcess: Int(pid), procRoot: procRoot).map { namer.name(of: $0).name } ?? "?"
     }
 }
 

@@ -79,18 +79,42 @@ final class CgroupIntegrationTests: NamespaceTestCase {
              port: 18004, listeners: 4, pairs: 2, closeWait: 3, udpBound: 2, udpConnected: 3, timeWait: 5),
     ]
 
+    /// The sockctls started by `start` and the cgroups they run in; teardown stops the sockctls
+    /// first (a cgroup that holds a process cannot be removed).
+    final class CgroupFixture {
+        let cgroups: TestCgroups
+        var controls: [SocketControl] = []
+
+        init(cgroups: TestCgroups) {
+            self.cgroups = cgroups
+        }
+    }
+
+    /// A cgroup2 mount of the test, removed with its sockctls at teardown.
+    func makeCgroupFixture() throws -> CgroupFixture {
+        let fixture = CgroupFixture(cgroups: try TestCgroups(scratch: try makeScratchDirectory()))
+        addTeardownBlock {
+            for control in fixture.controls { control.stop() }
+            fixture.cgroups.remove()
+        }
+        return fixture
+    }
+
+    /// A sockctl in `ns`, moved into a new cgroup at `relative` before it makes any socket;
+    /// returns it and the cgroup's path relative to the hierarchy's root.
+    func startControl(in ns: String, cgroup relative: String, of fixture: CgroupFixture) throws -> (SocketControl, String) {
+        let path = try fixture.cgroups.make(relative)
+        let control = try startControl(in: ns, cgroup: fixture.cgroups.directory(path))
+        fixture.controls.append(control)
+        return (control, path)
+    }
+
     func testPerCgroupCountsEqualSSGroupedByPath() throws {
         let ns = try makeNamespace()
-        let cgroups = try TestCgroups(scratch: try makeScratchDirectory())
-        var controls: [SocketControl] = []
-        addTeardownBlock {
-            for control in controls { control.stop() }
-            cgroups.remove()
-        }
+        let fixture = try makeCgroupFixture()
+        let cgroups = fixture.cgroups
         for plan in Self.plans {
-            let path = try cgroups.make(plan.relative)
-            let control = try startControl(in: ns, cgroup: cgroups.directory(path))
-            controls.append(control)
+            let (control, _) = try startControl(in: ns, cgroup: plan.relative, of: fixture)
             // SO_REUSEPORT: several LISTEN sockets on one port.
             for _ in 0..<plan.listeners { try control.listen("127.0.0.1", plan.port, reuseport: true) }
             try control.connect("127.0.0.1", plan.port, plan.pairs, "established")
@@ -146,17 +170,11 @@ final class CgroupIntegrationTests: NamespaceTestCase {
     /// `owners --state close_wait` names each pid, its cgroup and its count, as `ss -p` does.
     func testOwnersNamesThePidAndCountPerProcess() throws {
         let ns = try makeNamespace()
-        let cgroups = try TestCgroups(scratch: try makeScratchDirectory())
-        var controls: [SocketControl] = []
-        addTeardownBlock {
-            for control in controls { control.stop() }
-            cgroups.remove()
-        }
+        let fixture = try makeCgroupFixture()
+        let cgroups = fixture.cgroups
         var pids: [String: Int] = [:]
         for (unit, port, closeWait) in [("billing.service", 18021, 3), ("search.service", 18022, 5)] {
-            let path = try cgroups.make("system.slice/" + unit)
-            let control = try startControl(in: ns, cgroup: cgroups.directory(path))
-            controls.append(control)
+            let (control, path) = try startControl(in: ns, cgroup: "system.slice/" + unit, of: fixture)
             try control.listen("127.0.0.1", port)
             try control.connect("127.0.0.1", port, 2, "established")
             try control.connect("127.0.0.1", port, closeWait, "close_wait")
@@ -165,7 +183,7 @@ final class CgroupIntegrationTests: NamespaceTestCase {
         }
         // billing.service forks a worker after making its sockets: both hold the 3 (a pre-fork
         // server), and each is named with them, as `ss -p` names both.
-        let worker = try controls[0].fork()
+        let worker = try fixture.controls[0].fork()
         let r = try Tool.run([try statsBinary(), "owners", "--state", "close_wait", "--netns", ns, "--format", "json"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let doc = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
