@@ -460,16 +460,23 @@ class SockPop:
         return r.stdout.strip()
 
     def close(self):
-        if self.proc is not None:
-            try:
-                self.proc.stdin.close()          # sockpop cleans up at end of file
-                self.proc.wait(timeout=120)
-            except (OSError, subprocess.TimeoutExpired):
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(timeout=30)
-            self.proc = None
-        subprocess.run(["ip", "netns", "delete", self.ns], stderr=subprocess.DEVNULL, timeout=120)
+        end_in_namespace(self.proc, self.ns, timeout=120)      # sockpop cleans up at end of file
+        self.proc = None
         self.err.close()
+
+
+def end_in_namespace(proc, ns, timeout):
+    """Ends a tool the test started in its namespace `ns` (sockpop, sockctl: each closes its
+    sockets at end of file on stdin; killed with its process group after `timeout` seconds),
+    then deletes the namespace."""
+    if proc is not None:
+        try:
+            proc.stdin.close()
+            proc.wait(timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=30)
+    subprocess.run(["ip", "netns", "delete", ns], stderr=subprocess.DEVNULL, timeout=120)
 
 
 # ------------------------------------------------------------------------------------------ wire

@@ -94,15 +94,8 @@ class Sockctl:
         return line
 
     def close(self):
-        if self.proc is not None:
-            try:
-                self.proc.stdin.close()          # sockctl closes everything at end of file
-                self.proc.wait(timeout=60)
-            except (OSError, subprocess.TimeoutExpired):
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(timeout=30)
-            self.proc = None
-        subprocess.run(["ip", "netns", "delete", self.ns], stderr=subprocess.DEVNULL, timeout=60)
+        support.end_in_namespace(self.proc, self.ns, timeout=60)
+        self.proc = None
 
 
 class ServicesContainersNamespaces(support.TemplateHostsCase):
