@@ -119,16 +119,20 @@ public enum NetlinkDumpParser {
     /// INET_DIAG_CGROUP_ID: the kernel adds it to every full socket's message without being asked.
     static let cgroupIDAttribute: UInt16 = 21
 
-    /// The header of an INET_DIAG_CGROUP_ID attribute (length 12: itself and a u64) as one
-    /// 32-bit word: the kernel writes its two 16-bit fields in host order.
+    /// An attribute's header (struct rtattr: length, type) as one 32-bit word, so that a
+    /// header is compared at once: the kernel writes its two 16-bit fields in host order.
     @inline(__always)
-    static var cgroupIDHeader: UInt32 {
+    static func attributeHeader(length: UInt16, type: UInt16) -> UInt32 {
         #if _endian(little)
-        UInt32(12) | UInt32(cgroupIDAttribute) << 16
+        UInt32(length) | UInt32(type) << 16
         #else
-        UInt32(12) << 16 | UInt32(cgroupIDAttribute)
+        UInt32(length) << 16 | UInt32(type)
         #endif
     }
+
+    /// The header of an INET_DIAG_CGROUP_ID attribute: itself and a u64.
+    @inline(__always)
+    static var cgroupIDHeader: UInt32 { attributeHeader(length: 12, type: cgroupIDAttribute) }
 
     /// The value of the INET_DIAG_CGROUP_ID attribute among the rtattrs in `start..<end`, or 0.
     /// Each attribute is a 4-byte header (length, type) and its value, padded to 4 bytes; the id

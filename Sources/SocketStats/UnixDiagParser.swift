@@ -10,6 +10,10 @@ public enum UnixDiagParser {
     static let attributeHeaderSize = 4
     static let nameAttribute = UInt16(UNIX_DIAG_NAME)
     static let queueAttribute = UInt16(UNIX_DIAG_RQLEN)
+    static let shutdownAttribute = UInt16(UNIX_DIAG_SHUTDOWN)
+    /// UNIX_DIAG_RQLEN (header and two counts) then UNIX_DIAG_SHUTDOWN (header and one byte,
+    /// padded): all the attributes of an unnamed socket's message.
+    static let unnamedAttributesSize = 12 + 8
 
     @inline(__always)
     public static func parse(_ datagram: UnsafeRawBufferPointer, sequence: UInt32, into tally: inout UnixTally) throws(NetlinkError) -> NetlinkDumpParser.Outcome {
@@ -38,14 +42,24 @@ public enum UnixDiagParser {
         /// Reads struct unix_diag_msg, then its attributes: UNIX_DIAG_NAME (sun_path bytes, a
         /// leading NUL for an abstract name) and UNIX_DIAG_RQLEN (two 32-bit counts: for a
         /// listener the accept queue and the backlog). Other attributes are skipped. Offsets
-        /// within a 64 KiB datagram plus 16-bit lengths cannot overflow, so the walk, which
-        /// every UNIX socket pays, uses wrapping arithmetic; every length is still checked.
+        /// within a 64 KiB datagram plus 16-bit lengths cannot overflow, so the walk uses
+        /// wrapping arithmetic; every length is still checked.
         @inline(__always)
         init(at base: Int, length: Int, in bytes: UnsafeRawBufferPointer) throws(NetlinkError) {
             type = bytes[base &+ 1]
             state = bytes[base &+ 2]
             var offset = base &+ unixDiagMsgSize
             let end = base &+ length
+            // Most sockets are unnamed, and the kernel writes the name first, then the queue,
+            // then the shutdown byte. A message holding exactly the queue and the shutdown byte
+            // is an unnamed socket's, whose queue nobody reads: two headers compared instead of
+            // a walk. Any other message is walked, so correctness does not rest on that order.
+            func header(at offset: Int) -> UInt32 { bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
+            if end &- offset == unnamedAttributesSize,
+               header(at: offset) == NetlinkDumpParser.attributeHeader(length: 12, type: queueAttribute),
+               header(at: offset &+ 12) == NetlinkDumpParser.attributeHeader(length: 5, type: shutdownAttribute) {
+                return
+            }
             while end &- offset >= attributeHeaderSize {
                 let attributeLength = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
                 let attributeType = bytes.loadUnaligned(fromByteOffset: offset &+ 2, as: UInt16.self)

@@ -114,6 +114,22 @@ final class UnixParserTests: XCTestCase {
         XCTAssertThrowsError(try parse(message(longName)))
     }
 
+    /// Messages of an unnamed socket's size, or starting with its queue attribute, that do
+    /// carry a name: they are walked, not taken for unnamed.
+    func testNamedMessagesLikeUnnamedOnesAreWalked() throws {
+        let queue = attribute(type: UInt16(UNIX_DIAG_RQLEN), payload: [2, 0, 0, 0, 9, 0, 0, 0])
+        let shutdown = attribute(type: UInt16(UNIX_DIAG_SHUTDOWN), payload: [0])
+        let unnamed = unixBody(type: 1, state: 10) + queue + shutdown
+        let nameFirst = unixBody(type: 1, state: 10) + attribute(type: UInt16(UNIX_DIAG_NAME), payload: Array("/run/ab".utf8)) + shutdown
+        let queueFirst = unixBody(type: 1, state: 10) + queue + attribute(type: UInt16(UNIX_DIAG_NAME), payload: Array("/cd".utf8))
+        XCTAssertEqual(unnamed.count, nameFirst.count)
+        XCTAssertEqual(unnamed.count, queueFirst.count)
+        let breakdown = try parse(message(unnamed) + message(nameFirst) + message(queueFirst)).breakdown(source: .netlink)
+        XCTAssertEqual(breakdown.stream[.listen], 3)
+        XCTAssertEqual(breakdown.listeners.map(\.path), ["/cd", "/run/ab"])
+        XCTAssertEqual(breakdown.listeners[0].figures, .init(listeners: 1, acceptQueue: 2, backlog: 9, connections: 0))
+    }
+
     func testUnknownAttributesAreSkipped() throws {
         let body = unixBody(type: 2, state: 7) + attribute(type: 42, payload: [1, 2, 3])
             + attribute(type: UInt16(UNIX_DIAG_NAME), payload: Array("/d".utf8))
