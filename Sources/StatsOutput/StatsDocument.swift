@@ -9,84 +9,153 @@ public enum StatsDocument {
     public static let itemKey = "sockets.stats"
 
     public static func json(_ snapshot: Snapshot) -> String {
+        var out = JSONWriter()
+        out.object { out in members(of: snapshot, to: &out) }
+        return out.text
+    }
+
+    /// The top level's members; each network namespace's object has them too, after its inode.
+    private static func members(of snapshot: Snapshot, to out: inout JSONWriter) {
         let counts = snapshot.counts
-        var out = "{\"source\":\"\(snapshot.source.rawValue)\""
+        out.member("source", snapshot.source.rawValue)
         for (name, tcp) in [("tcp", counts.tcp), ("tcp4", counts.tcp4), ("tcp6", counts.tcp6)] {
-            out += ",\"\(name)\":" + stateObject(tcp)
+            out.object(name) { out in stateMembers(tcp, to: &out) }
         }
         for (name, udp) in [("udp", counts.udp), ("udp4", counts.udp4), ("udp6", counts.udp6)] {
-            out += ",\"\(name)\":" + udpObject(udp)
+            out.object(name) { out in udpMembers(udp, to: &out) }
         }
         if let ports = snapshot.ports {
-            let listeners = ports.listeners
-            out += ",\"listen_discovery\":["
-            out += listeners.map { "{\"{#PORT}\":\"\($0.port)\",\"{#ADDRESSES}\":\(jsonString(addresses($0)))}" }.joined(separator: ",")
-            out += "],\"listen\":{"
-            out += listeners.map { listener in
-                "\"\(listener.port)\":{\"addresses\":\(jsonString(addresses(listener))),\"listeners\":\(listener.sockets)"
-                    + ",\"accept_queue\":\(listener.acceptQueue),\"backlog\":\(listener.backlog)"
-                    + ",\"accept_queue_pct\":\(percent(listener.acceptQueue, of: listener.backlog)),"
-                    + stateObject(listener.inbound).dropFirst()
-            }.joined(separator: ",")
-            out += "},\"remote_discovery\":["
-            out += ports.remotePorts.map { "{\"{#PORT}\":\"\($0)\"}" }.joined(separator: ",")
-            out += "],\"remote\":{"
-            out += zip(ports.remotePorts, ports.outbound).map { "\"\($0)\":" + stateObject($1) }.joined(separator: ",")
-            out += "},\"ephemeral\":{"
-            out += "\"range_size\":\(ports.ephemeralRangeSize)"
-            if let busiest = ports.busiestEphemeral {
-                out += ",\"busiest_sockets\":\(busiest.sockets),\"busiest_remote\":\(jsonString(endpoint(busiest)))"
-                out += ",\"pressure_pct\":\(percent(busiest.sockets, of: UInt64(ports.ephemeralRangeSize)))"
-            } else {
-                out += ",\"busiest_sockets\":0,\"busiest_remote\":\"\",\"pressure_pct\":0"
+            // Both the discovery and the listener's object show its addresses.
+            let listeners = ports.listeners.map { (listener: $0, addresses: addresses($0)) }
+            out.array("listen_discovery") { out in
+                for (listener, addresses) in listeners {
+                    out.object { out in
+                        out.member("{#PORT}", String(listener.port))
+                        out.member("{#ADDRESSES}", addresses)
+                    }
+                }
             }
-            out += "}"
+            out.object("listen") { out in
+                for (listener, addresses) in listeners {
+                    out.object(String(listener.port)) { out in
+                        out.member("addresses", addresses)
+                        out.member("listeners", listener.sockets)
+                        out.member("accept_queue", listener.acceptQueue)
+                        out.member("backlog", listener.backlog)
+                        out.member("accept_queue_pct", percent(listener.acceptQueue, of: listener.backlog))
+                        stateMembers(listener.inbound, to: &out)
+                    }
+                }
+            }
+            out.array("remote_discovery") { out in
+                for port in ports.remotePorts {
+                    out.object { out in out.member("{#PORT}", String(port)) }
+                }
+            }
+            out.object("remote") { out in
+                for (port, states) in zip(ports.remotePorts, ports.outbound) {
+                    out.object(String(port)) { out in stateMembers(states, to: &out) }
+                }
+            }
+            out.object("ephemeral") { out in
+                out.member("range_size", UInt64(ports.ephemeralRangeSize))
+                if let busiest = ports.busiestEphemeral {
+                    out.member("busiest_sockets", busiest.sockets)
+                    out.member("busiest_remote", endpoint(busiest))
+                    out.member("pressure_pct", percent(busiest.sockets, of: UInt64(ports.ephemeralRangeSize)))
+                } else {
+                    out.member("busiest_sockets", UInt64(0))
+                    out.member("busiest_remote", "")
+                    out.member("pressure_pct", UInt64(0))
+                }
+            }
         }
         if let cgroups = snapshot.cgroups {
-            out += ",\"cgroup_discovery\":["
-            out += cgroups.entries.map {
-                "{\"{#CGROUP}\":\(jsonString($0.path)),\"{#NAME}\":\(jsonString($0.name)),\"{#KIND}\":\"\($0.kind.rawValue)\"}"
-            }.joined(separator: ",")
-            out += "],\"cgroups\":{"
-            out += cgroups.entries.map {
-                jsonString($0.path) + ":{\"name\":\(jsonString($0.name)),\"kind\":\"\($0.kind.rawValue)\"," + countsMembers($0.counts) + "}"
-            }.joined(separator: ",")
-            out += "},\"cgroup_status\":{\"available\":\(cgroups.unavailableReason == nil ? 1 : 0)"
-            out += ",\"reason\":\(jsonString(cgroups.unavailableReason ?? "")),\"mount\":\(jsonString(cgroups.mountPoint))"
-            out += ",\"unattributed\":{" + countsMembers(cgroups.unattributed) + "}"
-            out += ",\"unresolved\":{" + countsMembers(cgroups.unresolved) + "}}"
+            out.array("cgroup_discovery") { out in
+                for entry in cgroups.entries {
+                    out.object { out in
+                        out.member("{#CGROUP}", entry.path)
+                        out.member("{#NAME}", entry.name)
+                        out.member("{#KIND}", entry.kind.rawValue)
+                    }
+                }
+            }
+            out.object("cgroups") { out in
+                for entry in cgroups.entries {
+                    out.object(entry.path) { out in
+                        out.member("name", entry.name)
+                        out.member("kind", entry.kind.rawValue)
+                        countsMembers(entry.counts, to: &out)
+                    }
+                }
+            }
+            out.object("cgroup_status") { out in
+                out.member("available", UInt64(cgroups.unavailableReason == nil ? 1 : 0))
+                out.member("reason", cgroups.unavailableReason ?? "")
+                out.member("mount", cgroups.mountPoint)
+                out.object("unattributed") { out in countsMembers(cgroups.unattributed, to: &out) }
+                out.object("unresolved") { out in countsMembers(cgroups.unresolved, to: &out) }
+            }
         }
         if let kernel = snapshot.kernel {
-            out += ",\"kernel\":{" + kernel.values.map { "\"\($0.name)\":\($0.value)" }.joined(separator: ",") + "}"
+            out.object("kernel") { out in
+                for counter in kernel.values { out.member(counter.name, counter.value) }
+            }
         }
         if let unix = snapshot.unix {
-            out += ",\"unix\":{\"source\":\"\(unix.source.rawValue)\""
-            for type in unixTypes {
-                out += ",\"\(type.name)\":{" + unixStates.map { "\"\(unixStateName($0))\":\(unix[type][$0])," }.joined()
-                    + "\"total\":\(unix[type].total)}"
+            out.object("unix") { out in
+                out.member("source", unix.source.rawValue)
+                for type in unixTypes {
+                    out.object(type.name) { out in
+                        for state in unixStates { out.member(unixStateName(state), unix[type][state]) }
+                        out.member("total", unix[type].total)
+                    }
+                }
             }
-            out += "},\"unix_listen_discovery\":["
-            out += unix.listeners.map { "{\"{#PATH}\":\(jsonString($0.path))}" }.joined(separator: ",")
-            out += "],\"unix_listen\":{"
-            out += unix.listeners.map { listener in
-                let figures = listener.figures
-                return "\(jsonString(listener.path)):{\"listeners\":\(figures.listeners),\"accept_queue\":\(figures.acceptQueue)"
-                    + ",\"backlog\":\(figures.backlog),\"accept_queue_pct\":\(percent(figures.acceptQueue, of: figures.backlog))"
-                    + ",\"connections\":\(figures.connections)}"
-            }.joined(separator: ",")
-            out += "}"
+            out.array("unix_listen_discovery") { out in
+                for listener in unix.listeners {
+                    out.object { out in out.member("{#PATH}", listener.path) }
+                }
+            }
+            out.object("unix_listen") { out in
+                for listener in unix.listeners {
+                    let figures = listener.figures
+                    out.object(listener.path) { out in
+                        out.member("listeners", figures.listeners)
+                        out.member("accept_queue", figures.acceptQueue)
+                        out.member("backlog", figures.backlog)
+                        out.member("accept_queue_pct", percent(figures.acceptQueue, of: figures.backlog))
+                        out.member("connections", figures.connections)
+                    }
+                }
+            }
         }
         if let survey = snapshot.namespaces {
             let counted = survey.entries.compactMap { entry in entry.snapshot.map { (entry, $0) } }
-            out += ",\"netns_discovery\":["
-            out += counted.map { "{\"{#NETNS}\":\(jsonString($0.0.name)),\"{#INODE}\":\"\($0.0.inode)\"}" }.joined(separator: ",")
-            // Each namespace's document has the top level's keys, after its inode.
-            out += "],\"netns\":{"
-            out += counted.map { jsonString($0.0.name) + ":{\"inode\":\($0.0.inode)," + json($0.1).dropFirst() }.joined(separator: ",")
-            out += "},\"netns_status\":{\"found\":\(survey.entries.count),\"counted\":\(counted.count),\"problems\":["
-            out += survey.problems.map(jsonString).joined(separator: ",") + "]}"
+            out.array("netns_discovery") { out in
+                for (entry, _) in counted {
+                    out.object { out in
+                        out.member("{#NETNS}", entry.name)
+                        out.member("{#INODE}", String(entry.inode))
+                    }
+                }
+            }
+            out.object("netns") { out in
+                for (entry, snapshot) in counted {
+                    out.object(entry.name) { out in
+                        out.member("inode", entry.inode)
+                        members(of: snapshot, to: &out)
+                    }
+                }
+            }
+            out.object("netns_status") { out in
+                out.member("found", UInt64(survey.entries.count))
+                out.member("counted", UInt64(counted.count))
+                out.array("problems") { out in
+                    for problem in survey.problems { out.value(problem) }
+                }
+            }
         }
-        return out + "}"
     }
 
     public static func text(_ snapshot: Snapshot) -> String {
@@ -174,17 +243,22 @@ public enum StatsDocument {
         state == .close ? "unconn" : state.zabbixName
     }
 
-    private static func udpObject(_ udp: UDPCounts) -> String {
-        "{\"established\":\(udp.established),\"unconn\":\(udp.unconn),\"total\":\(udp.total)}"
+    private static func udpMembers(_ udp: UDPCounts, to out: inout JSONWriter) {
+        out.member("established", udp.established)
+        out.member("unconn", udp.unconn)
+        out.member("total", udp.total)
     }
 
     /// `"tcp":{...},"udp":{...}` of one cgroup or bucket.
-    private static func countsMembers(_ counts: CgroupCounts) -> String {
-        "\"tcp\":" + stateObject(counts.tcp) + ",\"udp\":" + udpObject(counts.udp)
+    private static func countsMembers(_ counts: CgroupCounts, to out: inout JSONWriter) {
+        out.object("tcp") { out in stateMembers(counts.tcp, to: &out) }
+        out.object("udp") { out in udpMembers(counts.udp, to: &out) }
     }
 
-    private static func stateObject(_ states: TCPStateCounts) -> String {
-        "{" + TCPState.allCases.map { "\"\($0.zabbixName)\":\(states[$0])," }.joined() + "\"total\":\(states.total)}"
+    /// Every TCP state's count, then the total.
+    private static func stateMembers(_ states: TCPStateCounts, to out: inout JSONWriter) {
+        for state in TCPState.allCases { out.member(state.zabbixName, states[state]) }
+        out.member("total", states.total)
     }
 
     private static func addresses(_ listener: PortBreakdown.Listener) -> String {
