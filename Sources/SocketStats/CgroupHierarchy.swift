@@ -1,3 +1,4 @@
+import ByteCoding
 import Glibc
 import Posix
 import Synchronization
@@ -39,8 +40,8 @@ public struct CgroupHierarchy: Sendable {
     /// The mount point of the first cgroup2 mount whose root is the hierarchy's root, from the
     /// text of a mountinfo file: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER".
     public static func cgroup2MountPoint(mountinfo: [UInt8]) -> String? {
-        for line in mountinfo.split(separator: UInt8(ascii: "\n")) {
-            let fields = line.split(separator: UInt8(ascii: " "))
+        for line in splitBytes(mountinfo[...], at: UInt8(ascii: "\n")) {
+            let fields = splitBytes(line, at: UInt8(ascii: " "))
             guard let dash = fields.firstIndex(where: { $0.elementsEqual("-".utf8) }),
                   dash >= 6, dash + 1 < fields.count,
                   fields[dash + 1].elementsEqual("cgroup2".utf8),
