@@ -173,10 +173,14 @@ final class StatsDocumentTests: XCTestCase {
     }
 
     func testKernelSectionAloneFollowsTheCounts() throws {
-        let doc = try document(Snapshot(source: .netlink, counts: SocketCounts(), kernel: KernelCounters([("Udp_NoPorts", 7)])))
+        let kernel = KernelCounters([("Udp_NoPorts", 7), ("TCP_mem_max", 0), ("odd", -12), ("big", Int64.max)])
+        let snapshot = Snapshot(source: .netlink, counts: SocketCounts(), kernel: kernel)
+        let doc = try document(snapshot)
         XCTAssertEqual(doc.keys, Self.countsKeys + ["kernel"])
-        XCTAssertEqual(doc["kernel"]?.keys, ["Udp_NoPorts"])
+        XCTAssertEqual(doc["kernel"]?.keys, ["Udp_NoPorts", "TCP_mem_max", "odd", "big"])
         XCTAssertEqual(doc["kernel"]?["Udp_NoPorts"]?.uint, 7)
+        XCTAssertTrue(StatsDocument.json(snapshot).hasSuffix(
+            "\"kernel\":{\"Udp_NoPorts\":7,\"TCP_mem_max\":0,\"odd\":-12,\"big\":9223372036854775807}}"))
     }
 
     func testUnixSectionKeysAndOrder() throws {
