@@ -26,7 +26,7 @@ public enum StatsDocument {
         }
         if let ports = snapshot.ports {
             // Both the discovery and the listener's object show its addresses.
-            let listeners = ports.listeners.map { (listener: $0, addresses: addresses($0)) }
+            let listeners = zip(ports.listeners, ports.listeners.map(addresses))
             out.array("listen_discovery") { out in
                 for (listener, addresses) in listeners {
                     out.object { out in
