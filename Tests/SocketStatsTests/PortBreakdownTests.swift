@@ -1,5 +1,7 @@
+import Glibc
 import XCTest
 @testable import SocketStats
+import TestSupport
 
 final class PortBreakdownTests: XCTestCase {
     let loopback = AddressWords(0x0100_007F, 0, 0, 0)  // 127.0.0.1 as the kernel stores it
@@ -140,5 +142,39 @@ final class PortBreakdownTests: XCTestCase {
         XCTAssertEqual(AddressWords(0, 0, 0, 0x0100_0000).formatted(isIPv6: true), "::1")
         XCTAssertEqual(AddressWords(0, 0, 0xFFFF_0000, 0x0100_007F).formatted(isIPv6: true), "::ffff:127.0.0.1")
         XCTAssertEqual(AddressWords(0xB80D_0120, 0, 0, 0x0100_0000).formatted(isIPv6: true), "2001:db8::1")
+        XCTAssertEqual(AddressWords(0xFFFF_FFFF, 0, 0, 0).formatted(isIPv6: false), "255.255.255.255")
+        XCTAssertEqual(AddressWords(0x0A00_000A, 0, 0, 0).formatted(isIPv6: false), "10.0.0.10")
+    }
+
+    /// glibc's inet_ntop as the oracle, on random addresses with zero groups in random places
+    /// (every run length and position) and the IPv4-mapped form; only the deprecated
+    /// IPv4-compatible form (::1.2.3.4), which inet_ntop prints dotted and we print in hex, is left out.
+    func testAddressFormattingMatchesInetNtop() {
+        var generator = SeededGenerator(seed: 6)
+        var checked = 0
+        for round in 0..<4000 {
+            var groups = (0..<8).map { _ in UInt16.random(in: 0...UInt16.max, using: &generator) }
+            for index in groups.indices where Bool.random(using: &generator) { groups[index] = 0 }
+            if round % 10 == 0 { groups.replaceSubrange(0..<6, with: [0, 0, 0, 0, 0, 0xFFFF]) }
+            if round % 7 == 0 { groups[Int.random(in: 0..<8, using: &generator)] = 0x00AB }
+            let isCompatible = groups[0..<6].allSatisfy { $0 == 0 } && groups[6] != 0
+            if isCompatible { continue }
+            let bytes = groups.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
+            let words = stride(from: 0, to: 16, by: 4).map { start in
+                bytes[start..<start + 4].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+            }
+            let address = AddressWords(words[0], words[1], words[2], words[3])
+            XCTAssertEqual(address.formatted(isIPv6: true), inetNtop(AF_INET6, bytes), "groups \(groups)")
+            XCTAssertEqual(address.formatted(isIPv6: false), inetNtop(AF_INET, Array(bytes[0..<4])))
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 3000)
+    }
+
+    private func inetNtop(_ family: Int32, _ bytes: [UInt8]) -> String {
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let result = bytes.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
+        XCTAssertNotNil(result)
+        return String(cString: text)
     }
 }
