@@ -63,8 +63,9 @@ public struct PortTally: ~Copyable, SocketVisitor {
     private var counts = SocketCounts()
     /// Listening ports in the order the kernel listed them (touched only by LISTEN sockets).
     private var listenerList: [PortBreakdown.Listener] = []
-    /// Port -> 1 + index in `listenerList`, 0 when the port does not listen. A direct table
-    /// (128 KiB) so that each socket costs one load, not a hash.
+    /// Port -> 1 + index in `listenerList`. A direct table (128 KiB) so that each socket costs
+    /// one load, not a hash. Not zeroed: an entry is read only for a port `listening` holds,
+    /// and written when that port is added, so zeroing it would only cost writing 128 KiB.
     private let listenerSlot: UnsafeMutablePointer<UInt16>
     /// The same ports as a bitmap (8 KiB, which stays in the L1 cache): ephemeral ports are
     /// spread over the whole range, and looking each up in the 128 KiB table cost a cache miss.
@@ -86,7 +87,7 @@ public struct PortTally: ~Copyable, SocketVisitor {
         for port in remotePorts where !unique.contains(port) && unique.count < 255 { unique.append(port) }
         self.remotePorts = unique
         self.ephemeralRange = ephemeralRange
-        listenerSlot = allocateZeroedTable(of: UInt16.self, count: 65536)
+        listenerSlot = .allocate(capacity: 65536)
         listening = allocateZeroedTable(of: UInt64.self, count: 1024)
         inbound = .allocate(capacity: inboundCapacity)
         inbound.initialize(repeating: TCPStateCounts(), count: inboundCapacity)
@@ -97,7 +98,7 @@ public struct PortTally: ~Copyable, SocketVisitor {
     }
 
     deinit {
-        free(listenerSlot)
+        listenerSlot.deallocate()
         free(listening)
         inbound.deallocate()
         free(remoteSlot)
@@ -107,7 +108,6 @@ public struct PortTally: ~Copyable, SocketVisitor {
     public mutating func startOver() {
         counts = SocketCounts()
         for (index, listener) in listenerList.enumerated() {
-            listenerSlot[Int(listener.port)] = 0
             listening[Int(listener.port >> 6)] = 0
             inbound[index] = TCPStateCounts()
         }
@@ -134,7 +134,7 @@ public struct PortTally: ~Copyable, SocketVisitor {
                         acceptQueue: socket.receiveQueue, backlog: socket.sendQueue)
             return
         }
-        if listening[Int(socket.localPort >> 6)] & (1 << (socket.localPort & 63)) != 0 {
+        if listens(socket.localPort) {
             inbound[Int(listenerSlot[Int(socket.localPort)]) - 1].add(rawState: socket.state)
             return
         }
@@ -145,10 +145,17 @@ public struct PortTally: ~Copyable, SocketVisitor {
         }
     }
 
+    @inline(__always)
+    private func listens(_ port: UInt16) -> Bool {
+        listening[Int(port >> 6)] & (1 << (port & 63)) != 0
+    }
+
     @inline(never)
     private mutating func addListener(port: UInt16, address: AddressWords, isIPv6: Bool, acceptQueue: UInt32, backlog: UInt32) {
-        var slot = Int(listenerSlot[Int(port)])
-        if slot == 0 {
+        let slot: Int
+        if listens(port) {
+            slot = Int(listenerSlot[Int(port)])
+        } else {
             if listenerList.count == inboundCapacity { growInbound() }
             listenerList.append(PortBreakdown.Listener(port: port))
             slot = listenerList.count
