@@ -20,7 +20,7 @@ public struct CgroupBreakdown: Sendable {
     public var unavailableReason: String?
     /// The cgroup v2 mount the paths were resolved under; "" when unavailable.
     public var mountPoint: String
-    /// Cgroups holding sockets, by path.
+    /// Cgroups holding sockets, by path; one entry per path as printed.
     public var entries: [Entry]
     /// TIME_WAIT and SYN_RECV entries: not full sockets, the kernel names no owner for them.
     public var unattributed: CgroupCounts
@@ -67,7 +67,7 @@ public struct CgroupBreakdown: Sendable {
             let (name, kind) = namer.name(of: path)
             breakdown.entries.append(Entry(path: path, name: name, kind: kind, counts: counts))
         }
-        breakdown.entries.sort { $0.path < $1.path }
+        breakdown.entries = mergedByPath(breakdown.entries, path: \.path, merge: { $0.counts = $0.counts + $1.counts })
         return breakdown
     }
 }

@@ -107,6 +107,11 @@ public struct UnixTally: Sendable {
             (self.listeners, self.acceptQueue, self.backlog, self.connections) = (listeners, acceptQueue, backlog, connections)
         }
 
+        public static func + (a: PathFigures, b: PathFigures) -> PathFigures {
+            PathFigures(listeners: a.listeners + b.listeners, acceptQueue: a.acceptQueue + b.acceptQueue,
+                        backlog: a.backlog + b.backlog, connections: a.connections + b.connections)
+        }
+
         @inline(__always)
         mutating func add(_ socket: UnixSocketRecord) {
             guard socket.state == TCPState.listen.rawValue else {
@@ -161,9 +166,9 @@ public struct UnixTally: Sendable {
     }
 
     public func breakdown(source: Source) -> UnixBreakdown {
-        let listening = paths.filter { $0.value.listeners > 0 }
-            .map { UnixBreakdown.Listener(path: $0.key.displayName, figures: $0.value) }
-            .sorted { $0.path < $1.path }
+        let listening = mergedByPath(
+            paths.filter { $0.value.listeners > 0 }.map { UnixBreakdown.Listener(path: $0.key.displayName, figures: $0.value) },
+            path: \.path, merge: { $0.figures = $0.figures + $1.figures })
         return UnixBreakdown(source: source, stream: stream, dgram: dgram, seqpacket: seqpacket, listeners: listening)
     }
 }
@@ -181,7 +186,7 @@ public struct UnixBreakdown: Sendable, Equatable {
     public var stream: TCPStateCounts
     public var dgram: TCPStateCounts
     public var seqpacket: TCPStateCounts
-    /// Sorted by path; unnamed sockets are never listed.
+    /// Sorted by path, one entry per path as printed; unnamed sockets are never listed.
     public var listeners: [Listener]
 
     public init(source: Source, stream: TCPStateCounts = .init(), dgram: TCPStateCounts = .init(), seqpacket: TCPStateCounts = .init(), listeners: [Listener] = []) {

@@ -118,4 +118,30 @@ final class CgroupPathCacheTests: XCTestCase {
                        "a removed cgroup's id no longer resolves")
         XCTAssertEqual(try cache.resolve([nginx, gone, 1], in: hierarchy), [nginx: "/system.slice/nginx.service"])
     }
+
+    /// Two cgroups whose names are not UTF-8 print alike ("/a" and U+FFFD): one entry, counts summed.
+    func testCgroupsPrintingAlikeAreOneEntry() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cgroup-names-\(getpid())").path
+        XCTAssertEqual(mkdir(root, 0o755), 0)
+        let names: [[UInt8]] = [[0x80], [0x81]].map { Array(root.utf8) + Array("/a".utf8) + $0 + [0] }
+        func withPath<T>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) -> T) -> T {
+            bytes.withUnsafeBytes { body($0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+        }
+        defer {
+            for name in names { _ = withPath(name) { rmdir($0) } }
+            rmdir(root)
+        }
+        var tally = CgroupTally()
+        for name in names {
+            XCTAssertEqual(withPath(name) { mkdir($0, 0o755) }, 0)
+            var status = stat()
+            XCTAssertEqual(withPath(name) { lstat($0, &status) }, 0)
+            tally.visit(SocketRecord(transport: .tcp, isIPv6: false, state: TCPState.closeWait.rawValue, cgroupID: UInt64(status.st_ino)))
+        }
+        let breakdown = CgroupBreakdown.resolve(
+            tally, source: .netlink, mount: .success(CgroupHierarchy(mountPoint: root)), cache: CgroupPathCache())
+        XCTAssertEqual(breakdown.entries.map(\.path), ["/a\u{FFFD}"])
+        XCTAssertEqual(breakdown.entries.first?.counts.tcp[.closeWait], 2)
+        XCTAssertEqual(breakdown.unresolved.tcp.total, 0)
+    }
 }

@@ -175,6 +175,6 @@ final class PortBreakdownTests: XCTestCase {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         let result = bytes.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
         XCTAssertNotNil(result)
-        return String(cString: text)
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

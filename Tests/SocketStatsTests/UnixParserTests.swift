@@ -212,4 +212,17 @@ final class UnixParserTests: XCTestCase {
     private func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
         withUnsafeBytes(of: value.littleEndian) { Array($0) }
     }
+
+    /// Two names that are not UTF-8 print alike ("/run/" and U+FFFD): one listener, figures summed.
+    func testNamesPrintingAlikeAreOneListener() throws {
+        var tally = UnixTally()
+        for last: UInt8 in [0x80, 0x81] {
+            let name = try XCTUnwrap(UnixName(Array("/run/".utf8) + [last]))
+            tally.visit(UnixSocketRecord(type: 1, state: TCPState.listen.rawValue, name: name, receiveQueue: 1, sendQueue: 5))
+        }
+        tally.visit(UnixSocketRecord(type: 1, state: TCPState.listen.rawValue, name: try XCTUnwrap(UnixName(Array("/run/a".utf8)))))
+        let listeners = tally.breakdown(source: .netlink).listeners
+        XCTAssertEqual(listeners.map(\.path), ["/run/a", "/run/\u{FFFD}"])
+        XCTAssertEqual(listeners.last?.figures, .init(listeners: 2, acceptQueue: 2, backlog: 10, connections: 0))
+    }
 }
