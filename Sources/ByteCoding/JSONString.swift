@@ -30,11 +30,3 @@ public func appendJSONString(_ text: String, to output: inout [UInt8]) {
     }
     output.append(UInt8(ascii: "\""))
 }
-
-/// `text` as a JSON string literal, quotes included.
-public func jsonString(_ text: String) -> String {
-    var bytes: [UInt8] = []
-    bytes.reserveCapacity(text.utf8.count + 2)
-    appendJSONString(text, to: &bytes)
-    return String(decoding: bytes, as: UTF8.self)
-}

@@ -1,3 +1,4 @@
+import ByteCoding
 import Posix
 
 /// What a cgroup is, as a person would say it.
@@ -18,7 +19,7 @@ public enum CgroupKind: String, Sendable {
 /// prefix), or nil when it is gone or unreadable.
 func cgroupPath(ofProcess pid: Int, procRoot: String) -> String? {
     guard let bytes = try? readRegularFile("\(procRoot)/\(pid)/cgroup", limit: 64 * 1024, prefixOnly: true) else { return nil }
-    for line in bytes.split(separator: UInt8(ascii: "\n")) where line.starts(with: "0::/".utf8) {
+    for line in splitBytes(bytes[...], at: UInt8(ascii: "\n")) where line.starts(with: "0::/".utf8) {
         return String(decoding: line.dropFirst(3), as: UTF8.self)
     }
     return nil

@@ -1,3 +1,4 @@
+import ByteCoding
 import Glibc
 import Posix
 
@@ -99,7 +100,7 @@ public struct SocketOwners: Sendable {
                     result.problems.append("cannot read \(file)")
                     continue
                 }
-                for line in bytes.split(separator: UInt8(ascii: "\n")) {
+                for line in splitBytes(bytes[...], at: UInt8(ascii: "\n")) {
                     if let pid = Int32(String(decoding: line, as: UTF8.self)) { scan(pid) }
                 }
             }

@@ -38,6 +38,12 @@ struct JSONWriter {
         appendDigits(number.magnitude)
     }
 
+    mutating func member(_ name: String, _ flag: Bool) {
+        key(name)
+        startValue()
+        bytes.append(contentsOf: (flag ? "true" : "false").utf8)
+    }
+
     /// A string, escaped by the project's one JSON escaper.
     mutating func value(_ text: String) {
         startValue()

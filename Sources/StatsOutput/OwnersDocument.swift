@@ -1,21 +1,42 @@
-import ByteCoding
 import SocketStats
 
 /// The `owners` output: which processes hold the sockets asked for, per network namespace.
 public enum OwnersDocument {
     public static func json(_ results: [(netns: String, owners: SocketOwners)], problems: [String]) -> String {
-        var out = "{\"netns\":{"
-        out += results.map { jsonString($0.netns) + ":" + object($0.owners) }.joined(separator: ",")
-        return out + "},\"problems\":[" + problems.map(jsonString).joined(separator: ",") + "]}"
+        var out = JSONWriter()
+        out.object { out in
+            out.object("netns") { out in
+                for (netns, found) in results {
+                    out.object(netns) { out in members(of: found, to: &out) }
+                }
+            }
+            out.array("problems") { out in
+                for problem in problems { out.value(problem) }
+            }
+        }
+        return out.text
     }
 
-    static func object(_ found: SocketOwners) -> String {
-        var out = "{\"matched\":\(found.matched),\"orphaned\":\(found.orphaned),\"unowned\":\(found.unowned)"
-        out += ",\"not_found\":\(found.notFound),\"processes_scanned\":\(found.processesScanned),\"full_scan\":\(found.fullScan)"
-        out += ",\"owners\":[" + found.owners.map { owner in
-            "{\"pid\":\(owner.pid),\"command\":\(jsonString(owner.command)),\"cgroup\":\(jsonString(owner.cgroup)),\"sockets\":\(owner.sockets)}"
-        }.joined(separator: ",")
-        return out + "],\"problems\":[" + found.problems.map(jsonString).joined(separator: ",") + "]}"
+    private static func members(of found: SocketOwners, to out: inout JSONWriter) {
+        out.member("matched", Int64(found.matched))
+        out.member("orphaned", Int64(found.orphaned))
+        out.member("unowned", Int64(found.unowned))
+        out.member("not_found", Int64(found.notFound))
+        out.member("processes_scanned", Int64(found.processesScanned))
+        out.member("full_scan", found.fullScan)
+        out.array("owners") { out in
+            for owner in found.owners {
+                out.object { out in
+                    out.member("pid", Int64(owner.pid))
+                    out.member("command", owner.command)
+                    out.member("cgroup", owner.cgroup)
+                    out.member("sockets", Int64(owner.sockets))
+                }
+            }
+        }
+        out.array("problems") { out in
+            for problem in found.problems { out.value(problem) }
+        }
     }
 
     public static func text(_ results: [(netns: String, owners: SocketOwners)], problems: [String]) -> String {

@@ -1,4 +1,3 @@
-import ByteCoding
 import SocketStats
 
 /// The `stats` output. The JSON is the contract that the Zabbix templates' JSONPath
